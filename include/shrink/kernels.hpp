@@ -1,0 +1,8 @@
+// kernels.hpp: the kernels module (run-time ISA dispatch and the kernels that run each compressed format).
+#pragma once
+
+#include "core.hpp"
+#include "kernels/cpu_features.hpp"
+#include "kernels/dispatch.hpp"
+#include "kernels/dot.hpp"
+#include "kernels/x86_reduce.hpp"

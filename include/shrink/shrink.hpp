@@ -1,0 +1,5 @@
+// shrink.hpp: umbrella header; includes every module header.
+#pragma once
+
+#include "core.hpp"
+#include "kernels.hpp"
