@@ -3,3 +3,4 @@
 
 #include "core.hpp"
 #include "kernels.hpp"
+#include "metrics.hpp"

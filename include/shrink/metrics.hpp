@@ -1,0 +1,5 @@
+// metrics.hpp: the metrics module (sizes, reconstruction errors, sparsity, op counts).
+#pragma once
+
+#include "metrics/errors.hpp"
+#include "metrics/sizes.hpp"
