@@ -3,3 +3,4 @@
 
 #include "metrics/errors.hpp"
 #include "metrics/sizes.hpp"
+#include "metrics/sparsity.hpp"

@@ -4,3 +4,4 @@
 #include "core.hpp"
 #include "kernels.hpp"
 #include "metrics.hpp"
+#include "prune.hpp"

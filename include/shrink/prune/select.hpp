@@ -1,0 +1,261 @@
+// select.hpp: exact "prune the k smallest" selection over one or several float arrays, by sampling plus one classifying pass (no sort).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../kernels/dispatch.hpp"
+
+#if SHRINK_HAS_X86_PATHS
+#include <immintrin.h>
+#endif
+
+// How the exact selection works (docs/pruning.md, "Selection"):
+//   Each element's score is |x|; its key is the bit pattern of |x| (sign bit cleared), and for
+//   non-negative floats integer order equals numeric order, so keys compare as uint32. The
+//   total order is (key, global index): among equal scores the lower index ranks lower and is
+//   pruned first. To prune exactly k of n:
+//   1. take a strided sample of s keys and find, with std::nth_element, a bracket [lo, hi]
+//      that contains the k-th smallest key with overwhelming probability (±4 standard
+//      deviations of the sample quantile);
+//   2. one pass over the data writes mask = (key > hi), counts `below` = #(key < lo) and
+//      collects the few candidates with lo <= key <= hi (key and index);
+//   3. if below <= k <= below + #candidates, nth_element on the candidates (packed as
+//      key << 32 | ordinal, the ordinal following index order) picks exactly k - below of them
+//      to prune; otherwise (a bracket miss, never seen in practice) the pass repeats with the
+//      whole key range as bracket, which is the exact nth_element over everything.
+//   The cost is one read of the weights plus one byte written per weight.
+
+namespace shrink::prune::detail {
+
+inline constexpr std::uint32_t k_abs_bits = 0x7fffffffu;
+inline constexpr std::uint32_t k_inf_key = 0x7f800000u;  // keys above this are NaN
+
+inline std::uint32_t key_of(float x) noexcept { return std::bit_cast<std::uint32_t>(x) & k_abs_bits; }
+
+/// One array taking part in a selection: its elements, their count, where its mask goes.
+struct segment {
+  const float* data = nullptr;
+  index_t size = 0;
+  std::uint8_t* out = nullptr;
+};
+
+/// Candidates collected by the classifying pass: global index and key << 32 | ordinal.
+struct candidates {
+  std::vector<index_t> index;
+  std::vector<std::uint64_t> packed;
+  void clear() {
+    index.clear();
+    packed.clear();
+  }
+  void push(index_t i, std::uint32_t key) {
+    packed.push_back(static_cast<std::uint64_t>(key) << 32 | static_cast<std::uint64_t>(index.size()));
+    index.push_back(i);
+  }
+};
+
+struct classify_result {
+  index_t below = 0;
+  bool nan = false;
+};
+
+using classify_fn = classify_result (*)(const float*, index_t, std::uint32_t, std::uint32_t, std::uint8_t*, index_t,
+                                        candidates&);
+
+/// Scalar oracle of the classifying pass: out[i] = key > hi; below = #(key < lo);
+/// candidates lo <= key <= hi. lo may exceed hi (then there are no candidates).
+inline classify_result classify_reference(const float* x, index_t n, std::uint32_t lo, std::uint32_t hi,
+                                          std::uint8_t* out, index_t base, candidates& c) {
+  classify_result r;
+  for (index_t i = 0; i < n; ++i) {
+    const std::uint32_t k = key_of(x[i]);
+    r.nan |= k > k_inf_key;
+    out[i] = static_cast<std::uint8_t>(k > hi);
+    r.below += k < lo;
+    if (k >= lo && k <= hi) c.push(base + i, k);
+  }
+  return r;
+}
+
+// 8 mask bits -> 8 bytes of 0/1.
+inline constexpr std::array<std::uint64_t, 256> k_bits_to_bytes = [] {
+  std::array<std::uint64_t, 256> t{};
+  for (unsigned v = 0; v < 256; ++v)
+    for (unsigned b = 0; b < 8; ++b)
+      if ((v >> b) & 1u) t[v] |= std::uint64_t{1} << (8 * b);
+  return t;
+}();
+
+#if SHRINK_HAS_X86_PATHS
+SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t n, std::uint32_t lo, std::uint32_t hi,
+                                                        std::uint8_t* out, index_t base, candidates& c) {
+  // Keys are <= 0x7fffffff, so signed 32-bit compares order them correctly; lo and hi are
+  // clamped to that range by the caller (hi = 0x7fffffff means "nothing above").
+  const __m256i abs_bits = _mm256_set1_epi32(static_cast<int>(k_abs_bits));
+  const __m256i vlo = _mm256_set1_epi32(static_cast<int>(lo)), vhi = _mm256_set1_epi32(static_cast<int>(hi));
+  const __m256i vinf = _mm256_set1_epi32(static_cast<int>(k_inf_key));
+  __m256i nan = _mm256_setzero_si256();
+  classify_result r;
+  index_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i k0 = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs_bits);
+    const __m256i k1 = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8)), abs_bits);
+    nan = _mm256_or_si256(nan, _mm256_or_si256(_mm256_cmpgt_epi32(k0, vinf), _mm256_cmpgt_epi32(k1, vinf)));
+    const unsigned g0 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k0, vhi))));
+    const unsigned g1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k1, vhi))));
+    const unsigned l0 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, k0))));
+    const unsigned l1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, k1))));
+    const std::uint64_t b0 = k_bits_to_bytes[g0], b1 = k_bits_to_bytes[g1];
+    std::memcpy(out + i, &b0, 8);
+    std::memcpy(out + i + 8, &b1, 8);
+    const unsigned lows = l0 | (l1 << 8);
+    r.below += std::popcount(lows);
+    unsigned cand = ~(g0 | (g1 << 8) | lows) & 0xffffu;
+    while (cand != 0) {
+      const int j = std::countr_zero(cand);
+      cand &= cand - 1;
+      c.push(base + i + j, key_of(x[i + j]));
+    }
+  }
+  r.nan = !_mm256_testz_si256(nan, nan);
+  const classify_result t = classify_reference(x + i, n - i, lo, hi, out + i, base + i, c);
+  r.below += t.below;
+  r.nan |= t.nan;
+  return r;
+}
+#endif
+
+inline classify_fn select_classify() {
+  using kernels::isa;
+  static constexpr std::array<kernels::implementation<classify_fn>, 2> impls{{
+      {isa::reference, 0, &classify_reference},
+#if SHRINK_HAS_X86_PATHS
+      {isa::avx2, 0, &classify_avx2},
+#else
+      {isa::reference, 0, &classify_reference},
+#endif
+  }};
+  return kernels::select(impls);
+}
+
+/// Throws non_finite naming the first NaN (by global index, and tensor/element when several).
+[[noreturn]] inline void raise_nan(const std::vector<segment>& segs, const char* who, const char* what) {
+  index_t base = 0;
+  for (std::size_t s = 0; s < segs.size(); ++s) {
+    for (index_t i = 0; i < segs[s].size; ++i)
+      if (std::isnan(segs[s].data[i])) {
+        if (segs.size() == 1)
+          shrink::detail::raise(errc::non_finite, who, ": ", what, " is NaN at index ", i, "; expected finite values");
+        shrink::detail::raise(errc::non_finite, who, ": ", what, " is NaN at index ", i, " of tensor ", s, " (global index ",
+              base + i, "); expected finite values");
+      }
+    base += segs[s].size;
+  }
+  shrink::detail::raise(errc::non_finite, who, ": ", what, " contains NaN");
+}
+
+/// Runs the classifying pass over all segments with bracket [lo, hi].
+inline index_t classify_all(const std::vector<segment>& segs, std::uint32_t lo, std::uint32_t hi, candidates& c,
+                            const char* who, const char* what) {
+  const classify_fn fn = select_classify();
+  index_t below = 0, base = 0;
+  bool nan = false;
+  for (const segment& s : segs) {
+    const classify_result r = fn(s.data, s.size, lo, hi, s.out, base, c);
+    below += r.below;
+    nan |= r.nan;
+    base += s.size;
+  }
+  if (nan) raise_nan(segs, who, what);
+  return below;
+}
+
+/// Writes 0 into the masks of the k elements ranking lowest by (|x|, global index) and 1
+/// elsewhere. Scores are |x|, so callers pass weights directly or non-negative scores.
+inline void select_prune(const std::vector<segment>& segs, index_t k, const char* who, const char* what) {
+  index_t n = 0;
+  for (const segment& s : segs) n += s.size;
+  SHRINK_REQUIRE(k >= 0 && k <= n, errc::invalid_argument, who, ": cannot prune ", k, " of ", n, " elements");
+  candidates c;
+  if (k == 0) {  // keep everything: bracket above every key, no candidates
+    classify_all(segs, k_abs_bits, k_abs_bits - 1, c, who, what);
+    for (const segment& s : segs) std::fill(s.out, s.out + s.size, std::uint8_t{1});
+    return;
+  }
+  SHRINK_REQUIRE(n < (index_t{1} << 32), errc::unsupported, who, ": selection by count supports fewer than 2^32 ",
+                 "elements in one call, got ", n);
+  std::uint32_t lo = 0, hi = k_abs_bits;
+  constexpr index_t k_exact_below = index_t{1} << 15;
+  if (n >= k_exact_below) {
+    const index_t s = std::min<index_t>(n / 8, index_t{1} << 17);
+    std::vector<std::uint32_t> sample(static_cast<std::size_t>(s));
+    // Deterministic strided sample over the concatenation.
+    std::size_t seg = 0;
+    index_t seg_base = 0;
+    for (index_t j = 0; j < s; ++j) {
+      const index_t g = (j * n) / s + (n / s) / 2;
+      while (g >= seg_base + segs[seg].size) seg_base += segs[seg++].size;
+      sample[static_cast<std::size_t>(j)] = key_of(segs[seg].data[g - seg_base]);
+    }
+    const double q = static_cast<double>(k) / static_cast<double>(n);
+    const double delta = 4.0 * std::sqrt(q * (1.0 - q) / static_cast<double>(s)) + 2.0 / static_cast<double>(s);
+    const auto lo_rank = static_cast<index_t>(std::floor((q - delta) * static_cast<double>(s)));
+    const auto hi_rank = static_cast<index_t>(std::ceil((q + delta) * static_cast<double>(s)));
+    auto first = sample.begin();
+    if (hi_rank < s) {
+      std::nth_element(first, first + hi_rank, sample.end());
+      hi = std::min(sample[static_cast<std::size_t>(hi_rank)], k_abs_bits);
+    }
+    if (lo_rank > 0) {
+      std::nth_element(first, first + lo_rank, first + std::min(hi_rank, s));
+      lo = std::min(sample[static_cast<std::size_t>(lo_rank)], hi);
+    }
+    c.index.reserve(static_cast<std::size_t>(4.0 * delta * static_cast<double>(n)) + 64);
+    c.packed.reserve(c.index.capacity());
+  }
+  index_t below = classify_all(segs, lo, hi, c, who, what);
+  if (below > k || below + static_cast<index_t>(c.index.size()) < k) {  // bracket missed: exact over all
+    c.clear();
+    lo = 0;
+    hi = k_abs_bits;
+    below = classify_all(segs, lo, hi, c, who, what);
+  }
+  const index_t r = k - below;  // candidates to prune, the r lowest by (key, index)
+  const auto ncand = static_cast<index_t>(c.packed.size());
+  if (r > 0 && r < ncand) std::nth_element(c.packed.begin(), c.packed.begin() + r, c.packed.end());
+  // Candidates were written as pruned; keep those ranked r and above.
+  std::vector<index_t> starts;
+  starts.reserve(segs.size() + 1);
+  index_t acc = 0;
+  for (const segment& s : segs) {
+    starts.push_back(acc);
+    acc += s.size;
+  }
+  for (index_t j = r; j < ncand; ++j) {
+    const index_t g = c.index[static_cast<std::size_t>(c.packed[static_cast<std::size_t>(j)] & 0xffffffffu)];
+    const auto it = std::upper_bound(starts.begin(), starts.end(), g) - 1;
+    const auto si = static_cast<std::size_t>(it - starts.begin());
+    segs[si].out[g - *it] = 1;
+  }
+}
+
+/// Writes mask = (|x| > threshold) into every segment; NaN is an error.
+inline void select_threshold(const std::vector<segment>& segs, double threshold, const char* who, const char* what) {
+  // Largest float not above the threshold: |x| > threshold  <=>  key(|x|) > key(t_down).
+  float t = static_cast<float>(threshold);
+  if (static_cast<double>(t) > threshold) t = std::nextafter(t, 0.0f);
+  const std::uint32_t tk = key_of(t);
+  candidates c;  // lo = tk + 1 > hi = tk: no candidates, out = key > tk
+  classify_all(segs, tk + 1, tk, c, who, what);
+}
+
+}  // namespace shrink::prune::detail

@@ -1,0 +1,196 @@
+// structured.hpp: structured masks: whole output/input channels by L1/L2 norm, N:M groups along the input dimension, r×c blocks.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "../core/tensor_view.hpp"
+#include "mask.hpp"
+#include "select.hpp"
+#include "unstructured.hpp"
+
+namespace shrink::prune {
+
+/// Norm used to score a channel or a block.
+enum class norm { l1, l2 };
+
+/// Which channels a structured prune removes: output channels (rows of a Linear weight
+/// [out, in], filters of a Conv weight [out, in, kh, kw]) or input channels (columns of a
+/// Linear weight, the [:, c, :, :] slices of a Conv weight).
+enum class channel_axis { output, input };
+
+/// The result of channel pruning: the kept channel indices (ascending) and the element mask.
+struct channel_selection {
+  std::vector<index_t> kept;
+  prune::mask mask;
+};
+
+namespace detail {
+// Views any rank >= 2 as [d0, d1, rest] where rest is the product of the trailing extents.
+template <std::size_t Rank>
+index_t trailing(const shape<Rank>& s) {
+  index_t r = 1;
+  for (std::size_t a = 2; a < Rank; ++a) r *= s.dims[a];
+  return r;
+}
+
+inline void check_finite_at(float x, index_t i, const char* who) {
+  SHRINK_REQUIRE(!std::isnan(x), errc::non_finite, who, ": weight is NaN at index ", i, "; expected finite values");
+}
+
+// Selects among a small score vector with the shared rule; returns a keep byte per score.
+inline std::vector<std::uint8_t> select_scores(const std::vector<float>& scores, const target& t, const char* who) {
+  std::vector<std::uint8_t> keep(scores.size());
+  const auto n = static_cast<index_t>(scores.size());
+  if (t.by == target::kind::sparsity)
+    select_prune({{scores.data(), n, keep.data()}}, prune_count(t.value, n), who, "score");
+  else
+    select_threshold({{scores.data(), n, keep.data()}}, t.value, who, "score");
+  return keep;
+}
+}  // namespace detail
+
+/// Structured pruning of whole channels ranked by their L1 or L2 norm (Li et al. 2017,
+/// "Pruning Filters for Efficient ConvNets"). By sparsity: prune_count(s, channels) channels,
+/// ties by lower channel index pruned first; by threshold: kept iff norm > threshold.
+/// Rank 2 ([out, in]) or higher ([out, in, kh, kw], …). Feed `kept` to thin_* (thinning.hpp).
+template <std::size_t Rank>
+channel_selection channels(tensor_view<const float, Rank> weights, channel_axis axis, norm nrm, const target& t) {
+  static_assert(Rank >= 2, "prune::channels: weights need rank >= 2 ([out, in, ...])");
+  const char* who = "prune::channels";
+  detail::check_target(t, who);
+  const index_t d0 = weights.extent(0), d1 = weights.extent(1), rest = detail::trailing(weights.shape());
+  detail::contiguous<Rank> w(weights);
+  const index_t nch = axis == channel_axis::output ? d0 : d1;
+  std::vector<double> acc(static_cast<std::size_t>(nch), 0.0);
+  for (index_t o = 0; o < d0; ++o)
+    for (index_t c = 0; c < d1; ++c)
+      for (index_t r = 0; r < rest; ++r) {
+        const index_t i = (o * d1 + c) * rest + r;
+        const float x = w.data[i];
+        detail::check_finite_at(x, i, who);
+        const double a = std::fabs(static_cast<double>(x));
+        acc[static_cast<std::size_t>(axis == channel_axis::output ? o : c)] += nrm == norm::l1 ? a : a * a;
+      }
+  std::vector<float> scores(acc.size());
+  for (std::size_t c = 0; c < acc.size(); ++c)
+    scores[c] = static_cast<float>(nrm == norm::l1 ? acc[c] : std::sqrt(acc[c]));
+  const std::vector<std::uint8_t> keep = detail::select_scores(scores, t, who);
+  channel_selection out{{}, mask(weights.shape(), 0)};
+  for (index_t c = 0; c < nch; ++c)
+    if (keep[static_cast<std::size_t>(c)] != 0) out.kept.push_back(c);
+  for (index_t o = 0; o < d0; ++o)
+    for (index_t c = 0; c < d1; ++c) {
+      const std::uint8_t k = keep[static_cast<std::size_t>(axis == channel_axis::output ? o : c)];
+      std::fill_n(out.mask.data() + (o * d1 + c) * rest, rest, k);
+    }
+  return out;
+}
+
+namespace detail {
+// Keeps the n highest-ranked of m scores read at p[0], p[step], …: element j is kept iff fewer
+// than n elements outrank it, where "outranks" is (score, index) greater, so among equal
+// scores the lower index is pruned first (the shared tie rule).
+inline void keep_n_of_m(const float* p, index_t step, int n, int m, std::uint8_t* out, index_t ostep, float* tmp) {
+  for (int j = 0; j < m; ++j) tmp[j] = std::fabs(p[j * step]);
+  for (int j = 0; j < m; ++j) {
+    int above = 0;
+    const float s = tmp[j];
+    for (int i = 0; i < m; ++i) above += (tmp[i] > s) | ((tmp[i] == s) & (i > j));
+    out[j * ostep] = static_cast<std::uint8_t>(above < n);
+  }
+}
+}  // namespace detail
+
+/// N:M semi-structured pruning (NVIDIA Ampere 2:4 sparsity; Mishra et al. 2021): in every group
+/// of M consecutive input-dimension elements, keep the N with the largest |w| (ties: lower
+/// index pruned first). Groups run along axis 1: consecutive columns of a Linear weight
+/// [out, in], and for a Conv weight [out, in, kh, kw] consecutive input channels at a fixed
+/// (out, ky, kx), the layout sparse tensor cores use. Needs 1 <= N < M and M dividing `in`.
+template <std::size_t Rank>
+mask n_m(tensor_view<const float, Rank> weights, int n, int m) {
+  static_assert(Rank >= 2, "prune::n_m: weights need rank >= 2 ([out, in, ...])");
+  const char* who = "prune::n_m";
+  SHRINK_REQUIRE(m >= 2 && m <= 256, errc::invalid_argument, who, ": M must be in [2, 256], got ", m);
+  SHRINK_REQUIRE(n >= 1 && n < m, errc::invalid_argument, who, ": N must satisfy 1 <= N < M, got N = ", n,
+                 ", M = ", m);
+  const index_t d0 = weights.extent(0), d1 = weights.extent(1), rest = detail::trailing(weights.shape());
+  SHRINK_REQUIRE(d1 % m == 0, errc::shape_mismatch, who, ": M = ", m, " must divide the input dimension ", d1,
+                 " (pad the weights or choose another M)");
+  detail::contiguous<Rank> w(weights);
+  const index_t total = weights.size();
+  for (index_t i = 0; i < total; ++i) detail::check_finite_at(w.data[i], i, who);
+  mask out(weights.shape(), 0);
+  std::vector<float> tmp(static_cast<std::size_t>(m));
+  for (index_t o = 0; o < d0; ++o)
+    for (index_t g = 0; g < d1; g += m)
+      for (index_t r = 0; r < rest; ++r) {
+        const index_t base = (o * d1 + g) * rest + r;
+        detail::keep_n_of_m(w.data + base, rest, n, m, out.data() + base, rest, tmp.data());
+      }
+  return out;
+}
+
+/// Options of block pruning: block extent, the norm that ranks blocks, and whether edge blocks
+/// may be partial (scored over the elements present, i.e. as if zero-padded) when the block
+/// does not divide the shape; otherwise that is an error.
+struct block_options {
+  index_t rows = 4;
+  index_t cols = 4;
+  prune::norm norm = norm::l2;
+  bool allow_partial = false;
+};
+
+/// Block pruning of a matrix [out, in] (reshape a conv weight to [out, in·kh·kw] first): whole
+/// rows×cols blocks ranked by their L2 (or L1) norm; by sparsity prune_count(s, blocks)
+/// blocks (ties: lower block index in row-major block order pruned first); by threshold kept
+/// iff norm > threshold.
+inline mask block(tensor_view<const float, 2> weights, const block_options& opt, const target& t) {
+  const char* who = "prune::block";
+  detail::check_target(t, who);
+  SHRINK_REQUIRE(opt.rows >= 1 && opt.cols >= 1, errc::invalid_argument, who, ": block must be at least 1x1, got ",
+                 opt.rows, "x", opt.cols);
+  const index_t r = weights.extent(0), c = weights.extent(1);
+  SHRINK_REQUIRE(opt.allow_partial || (r % opt.rows == 0 && c % opt.cols == 0), errc::shape_mismatch, who,
+                 ": block ", opt.rows, "x", opt.cols, " does not divide the shape ", weights.shape(),
+                 "; expected multiples, or set allow_partial");
+  detail::contiguous<2> w(weights);
+  const index_t br = (r + opt.rows - 1) / opt.rows, bc = (c + opt.cols - 1) / opt.cols;
+  std::vector<float> scores(static_cast<std::size_t>(br * bc));
+  std::vector<double> acc(static_cast<std::size_t>(bc));
+  for (index_t bi = 0; bi < br; ++bi) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (index_t i = bi * opt.rows; i < std::min(r, (bi + 1) * opt.rows); ++i) {
+      const float* row = w.data + i * c;
+      for (index_t bj = 0; bj < bc; ++bj) {
+        float part = 0.0f;  // a block row in float (<= cols terms), the block total in double
+        bool nan = false;
+        for (index_t j = bj * opt.cols, e = std::min(c, (bj + 1) * opt.cols); j < e; ++j) {
+          nan |= std::isnan(row[j]);
+          part += opt.norm == norm::l1 ? std::fabs(row[j]) : row[j] * row[j];
+        }
+        if (nan)
+          for (index_t j = bj * opt.cols; j < std::min(c, (bj + 1) * opt.cols); ++j)
+            detail::check_finite_at(row[j], i * c + j, who);
+        acc[static_cast<std::size_t>(bj)] += static_cast<double>(part);
+      }
+    }
+    for (index_t bj = 0; bj < bc; ++bj) {
+      const double a = acc[static_cast<std::size_t>(bj)];
+      scores[static_cast<std::size_t>(bi * bc + bj)] = static_cast<float>(opt.norm == norm::l1 ? a : std::sqrt(a));
+    }
+  }
+  const std::vector<std::uint8_t> keep = detail::select_scores(scores, t, who);
+  mask out(weights.shape(), 0);
+  for (index_t i = 0; i < r; ++i)
+    for (index_t bj = 0; bj < bc; ++bj) {
+      const index_t j0 = bj * opt.cols;
+      std::fill_n(out.data() + i * c + j0, std::min(opt.cols, c - j0),
+                  keep[static_cast<std::size_t>((i / opt.rows) * bc + bj)]);
+    }
+  return out;
+}
+
+}  // namespace shrink::prune
