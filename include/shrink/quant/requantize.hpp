@@ -54,7 +54,8 @@ inline fixed_point_multiplier quantize_multiplier(double real) {
   return {static_cast<std::int32_t>(q_fixed), shift};
 }
 
-/// gemmlowp's SaturatingRoundingDoublingHighMul: round(a·b / 2^31), ties away from zero;
+/// gemmlowp's SaturatingRoundingDoublingHighMul: round(a·b / 2^31) to nearest; exact ties
+/// go toward +inf (the nudge is 2^30 for a·b ≥ 0 and 1 − 2^30 below, then truncation);
 /// the one overflow (INT32_MIN · INT32_MIN) saturates to INT32_MAX.
 constexpr std::int32_t saturating_rounding_doubling_high_mul(std::int32_t a, std::int32_t b) noexcept {
   const bool overflow = a == b && a == std::numeric_limits<std::int32_t>::min();
