@@ -1,0 +1,364 @@
+// int8_gemm.hpp: u8·s8 (and s8·s8) int8 GEMM and GEMV over packed_s8_weights, exact on every ISA path, with raw/requantized/dequantized output stages.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/tensor_view.hpp"
+#include "dispatch.hpp"
+#include "int8_pack.hpp"
+#include "output_stage.hpp"
+
+namespace shrink::kernels {
+
+namespace int8_detail {
+
+/// One micro-kernel call: acc[r][c] = Σ_q Σ_j a[r][4q+j] · panel[q][c][j] for r < rows
+/// (wrapping int32), c < 16. `a` rows are `a_stride` bytes apart, u8 (or s16 when the
+/// kernel says a_s16). docs/kernels.md derives each path's register blocking.
+using tile_fn = void (*)(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                         index_t quads, std::int32_t* acc);
+
+struct tile_kernel {
+  tile_fn fn;
+  index_t mr;  ///< rows per call (register blocking)
+  bool a_s16;  ///< activations pre-widened to int16 (AVX2 vpmaddwd path)
+};
+
+inline constexpr index_t k_max_mr = 8;
+
+// ---- reference: the oracle, scalar, wrapping arithmetic as every int32 lane.
+inline void tile_reference(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                           index_t quads, std::int32_t* acc) {
+  for (index_t r = 0; r < rows; ++r) {
+    const std::uint8_t* ar = a + r * a_stride;
+    for (index_t c = 0; c < 16; ++c) {
+      std::uint32_t sum = 0;
+      for (index_t q = 0; q < quads; ++q)
+        for (index_t j = 0; j < 4; ++j)
+          sum += static_cast<std::uint32_t>(ar[4 * q + j]) *
+                 static_cast<std::uint32_t>(static_cast<std::int32_t>(panel[q * 64 + 4 * c + j]));
+      acc[r * 16 + c] = static_cast<std::int32_t>(sum);
+    }
+  }
+}
+
+// ---- generic (xsimd): an int32 lane holds one output's 4 depth bytes; the bytes are
+// sign-extended by shifting left then arithmetically right, and multiplied by the
+// broadcast activations. Works for any batch width that divides 16 (4, 8, 16 lanes).
+inline void tile_generic(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                         index_t quads, std::int32_t* acc) {
+  using b32 = xsimd::batch<std::int32_t>;
+  constexpr index_t w = static_cast<index_t>(b32::size);
+  constexpr index_t parts = 16 / w;
+  static_assert(16 % w == 0, "int8 generic tile: batch width must divide 16");
+  for (index_t r = 0; r < rows; ++r) {
+    const std::uint8_t* ar = a + r * a_stride;
+    std::array<b32, parts> s;
+    for (auto& v : s) v = b32(0);
+    for (index_t q = 0; q < quads; ++q) {
+      const b32 a0(ar[4 * q]), a1(ar[4 * q + 1]), a2(ar[4 * q + 2]), a3(ar[4 * q + 3]);
+      const auto* wq = reinterpret_cast<const std::int32_t*>(panel + q * 64);
+      for (index_t j = 0; j < parts; ++j) {
+        const b32 x = b32::load_unaligned(wq + j * w);
+        s[static_cast<std::size_t>(j)] +=
+            ((x << 24) >> 24) * a0 + ((x << 16) >> 24) * a1 + ((x << 8) >> 24) * a2 + (x >> 24) * a3;
+      }
+    }
+    for (index_t j = 0; j < parts; ++j) s[static_cast<std::size_t>(j)].store_unaligned(acc + r * 16 + j * w);
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// ---- avx2, exact: weights widened s8→s16 (vpmovsxbw), activations pre-widened u8→s16,
+// vpmaddwd sums two 16-bit products into int32 without saturation (|255·128·2| < 2^31).
+// vpmaddubsw would saturate (255·127·2 > 32767) and is never used. One ymm covers 4
+// outputs × 4 depth: lane 2c holds output c's depths {0,1}, lane 2c+1 depths {2,3}; the
+// activation quad is broadcast as 64 bits. 3 rows × 4 ymm = 12 accumulators.
+template <int R>
+SHRINK_TARGET_AVX2 inline void tile_avx2_rows(const std::uint8_t* a, index_t a_stride, const std::int8_t* panel,
+                                               index_t quads, std::int32_t* acc) {
+  __m256i s[R][4];
+  for (int r = 0; r < R; ++r)
+    for (int j = 0; j < 4; ++j) s[r][j] = _mm256_setzero_si256();
+  for (index_t q = 0; q < quads; ++q) {
+    const auto* wp = reinterpret_cast<const __m128i*>(panel + q * 64);
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 1));
+    const __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 2));
+    const __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 3));
+    for (int r = 0; r < R; ++r) {
+      long long quad;
+      std::memcpy(&quad, a + r * a_stride + q * 8, 8);
+      const __m256i ab = _mm256_set1_epi64x(quad);
+      s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(w0, ab));
+      s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(w1, ab));
+      s[r][2] = _mm256_add_epi32(s[r][2], _mm256_madd_epi16(w2, ab));
+      s[r][3] = _mm256_add_epi32(s[r][3], _mm256_madd_epi16(w3, ab));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    // hadd pairs (depth {0,1} + {2,3}) → [c0 c1 c4 c5 | c2 c3 c6 c7]; 0xD8 restores order.
+    const __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s[r][0], s[r][1]), 0xD8);
+    const __m256i hi = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s[r][2], s[r][3]), 0xD8);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), hi);
+  }
+}
+
+inline void tile_avx2(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel, index_t quads,
+                      std::int32_t* acc) {
+  switch (rows) {
+    case 1: tile_avx2_rows<1>(a, a_stride, panel, quads, acc); break;
+    case 2: tile_avx2_rows<2>(a, a_stride, panel, quads, acc); break;
+    default: tile_avx2_rows<3>(a, a_stride, panel, quads, acc); break;
+  }
+}
+
+// ---- avx_vnni: vpdpbusd (u8 × s8, 4 products into one int32 lane, no saturation) on
+// 256 bits: one quad of a panel is two ymm (8 outputs each); 6 rows × 2 = 12 accumulators.
+template <int R>
+SHRINK_TARGET_AVX_VNNI inline void tile_avx_vnni_rows(const std::uint8_t* a, index_t a_stride,
+                                                       const std::int8_t* panel, index_t quads, std::int32_t* acc) {
+  __m256i s[R][2];
+  for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = _mm256_setzero_si256();
+  for (index_t q = 0; q < quads; ++q) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64 + 32));
+    for (int r = 0; r < R; ++r) {
+      int quad;
+      std::memcpy(&quad, a + r * a_stride + q * 4, 4);
+      const __m256i ab = _mm256_set1_epi32(quad);
+      s[r][0] = _mm256_dpbusd_avx_epi32(s[r][0], ab, w0);
+      s[r][1] = _mm256_dpbusd_avx_epi32(s[r][1], ab, w1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), s[r][0]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), s[r][1]);
+  }
+}
+
+inline void tile_avx_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                          index_t quads, std::int32_t* acc) {
+  switch (rows) {
+    case 1: tile_avx_vnni_rows<1>(a, a_stride, panel, quads, acc); break;
+    case 2: tile_avx_vnni_rows<2>(a, a_stride, panel, quads, acc); break;
+    case 3: tile_avx_vnni_rows<3>(a, a_stride, panel, quads, acc); break;
+    case 4: tile_avx_vnni_rows<4>(a, a_stride, panel, quads, acc); break;
+    case 5: tile_avx_vnni_rows<5>(a, a_stride, panel, quads, acc); break;
+    default: tile_avx_vnni_rows<6>(a, a_stride, panel, quads, acc); break;
+  }
+}
+
+// ---- avx512_vnni: one quad of a panel is exactly one zmm (16 outputs × 4 depth bytes);
+// 8 rows = 8 accumulators, each weight load feeds 8 vpdpbusd.
+template <int R>
+SHRINK_TARGET_AVX512_VNNI inline void tile_avx512_vnni_rows(const std::uint8_t* a, index_t a_stride,
+                                                             const std::int8_t* panel, index_t quads,
+                                                             std::int32_t* acc) {
+  __m512i s[R];
+  for (int r = 0; r < R; ++r) s[r] = _mm512_setzero_si512();
+  for (index_t q = 0; q < quads; ++q) {
+    const __m512i w = _mm512_loadu_si512(panel + q * 64);
+    for (int r = 0; r < R; ++r) {
+      int quad;
+      std::memcpy(&quad, a + r * a_stride + q * 4, 4);
+      s[r] = _mm512_dpbusd_epi32(s[r], _mm512_set1_epi32(quad), w);
+    }
+  }
+  for (int r = 0; r < R; ++r) _mm512_storeu_si512(acc + r * 16, s[r]);
+}
+
+inline void tile_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                             index_t quads, std::int32_t* acc) {
+  switch (rows) {
+    case 1: tile_avx512_vnni_rows<1>(a, a_stride, panel, quads, acc); break;
+    case 2: tile_avx512_vnni_rows<2>(a, a_stride, panel, quads, acc); break;
+    case 3: tile_avx512_vnni_rows<3>(a, a_stride, panel, quads, acc); break;
+    case 4: tile_avx512_vnni_rows<4>(a, a_stride, panel, quads, acc); break;
+    case 5: tile_avx512_vnni_rows<5>(a, a_stride, panel, quads, acc); break;
+    case 6: tile_avx512_vnni_rows<6>(a, a_stride, panel, quads, acc); break;
+    case 7: tile_avx512_vnni_rows<7>(a, a_stride, panel, quads, acc); break;
+    default: tile_avx512_vnni_rows<8>(a, a_stride, panel, quads, acc); break;
+  }
+}
+#endif
+
+inline constexpr tile_kernel k_reference_tile{tile_reference, 4, false};
+inline constexpr tile_kernel k_generic_tile{tile_generic, 4, false};
+#if SHRINK_HAS_X86_PATHS
+inline constexpr tile_kernel k_avx2_tile{tile_avx2, 3, true};
+inline constexpr tile_kernel k_avx_vnni_tile{tile_avx_vnni, 6, false};
+inline constexpr tile_kernel k_avx512_vnni_tile{tile_avx512_vnni, 8, false};
+#endif
+
+inline const std::array<implementation<const tile_kernel*>, SHRINK_HAS_X86_PATHS ? 5 : 2> k_tiles{{
+    {isa::reference, 0, &k_reference_tile},
+    {isa::generic, 0, &k_generic_tile},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, &k_avx2_tile},
+    {isa::avx_vnni, 0, &k_avx_vnni_tile},
+    {isa::avx512_vnni, 0, &k_avx512_vnni_tile},
+#endif
+}};
+
+inline index_t round_up(index_t v, index_t m) { return (v + m - 1) / m * m; }
+
+/// A block of activation rows kept in L2 while every panel of the thread passes over it.
+inline constexpr index_t k_a_block_bytes = 256 * 1024;
+
+template <class T>
+void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, const packed_s8_weights& w, sink s,
+         index_t out_rows, index_t out_cols, const void* out_data, std::span<std::byte> workspace, const char* who);
+
+}  // namespace int8_detail
+
+/// Bytes of workspace an int8 GEMM of M×K activations needs (any path): the activations
+/// re-laid (padded depth, int16 on AVX2) and their row sums. Running never allocates.
+inline std::size_t int8_gemm_workspace_bytes(index_t m, index_t k) {
+  SHRINK_REQUIRE(m >= 0 && k >= 0, errc::invalid_argument, "int8_gemm_workspace_bytes: negative size ", m, "x", k);
+  const index_t k4 = int8_detail::round_up(k, 4);
+  return static_cast<std::size_t>(128 + int8_detail::round_up(m * 4, 64) + m * k4 * 2);
+}
+
+namespace int8_detail {
+
+template <class T>
+void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, const packed_s8_weights& w, sink s,
+         index_t out_rows, index_t out_cols, const void* out_data, std::span<std::byte> workspace, const char* who) {
+  constexpr bool is_signed = std::is_same_v<T, std::int8_t>;
+  const index_t m = a.extent(0), k = a.extent(1);
+  SHRINK_REQUIRE(!w.empty() && w.data.size() == static_cast<std::size_t>(w.panels * w.depth_padded * k_int8_panel) &&
+                     w.column_sums.size() == static_cast<std::size_t>(w.panels * k_int8_panel),
+                 errc::invalid_argument, who, ": packed weights are empty or inconsistent; pack them with pack_s8_weights");
+  SHRINK_REQUIRE(k > 0, errc::empty_input, who, ": depth K must be > 0, got ", k);
+  SHRINK_REQUIRE(k == w.depth, errc::shape_mismatch, who, ": activations have depth ", k,
+                 " but the packed weights were packed for depth ", w.depth);
+  SHRINK_REQUIRE(out_rows == m && out_cols == w.rows, errc::shape_mismatch, who, ": output is ", out_rows, "x",
+                 out_cols, ", expected ", m, "x", w.rows);
+  if (m == 0) return;
+  SHRINK_REQUIRE(a.data() != nullptr && out_data != nullptr, errc::invalid_argument, who,
+                 ": null activation or output pointer with non-zero size");
+  SHRINK_REQUIRE(is_signed ? (a_zero >= -128 && a_zero <= 127) : (a_zero >= 0 && a_zero <= 255), errc::out_of_range,
+                 who, ": activation zero point ", a_zero, " is outside the activation type's range");
+  const std::size_t need = int8_gemm_workspace_bytes(m, k);
+  SHRINK_REQUIRE(workspace.size() >= need && workspace.data() != nullptr, errc::out_of_range, who, ": workspace holds ",
+                 workspace.size(), " bytes, needs ", need, " (int8_gemm_workspace_bytes)");
+
+  const tile_kernel& kern = *select(k_tiles);
+  const index_t k4 = w.depth_padded;
+  // Workspace: [row sums, 64-aligned][activations, one row = k4 u8 or s16].
+  auto base = reinterpret_cast<std::uintptr_t>(workspace.data());
+  base = (base + 63) / 64 * 64;
+  auto* row_sums = reinterpret_cast<std::int32_t*>(base);
+  auto* ap = reinterpret_cast<std::uint8_t*>(base + static_cast<std::uintptr_t>(round_up(m * 4, 64)));
+  const index_t a_stride = kern.a_s16 ? 2 * k4 : k4;
+  // s8 activations become u8 by +128 (the zero point moves with them): exact, since
+  // (a + 128) − (za + 128) = a − za.
+  for (index_t i = 0; i < m; ++i) {
+    std::int32_t sum = 0;
+    std::uint8_t* dst8 = ap + i * a_stride;
+    for (index_t j = 0; j < k4; ++j) {
+      const std::int32_t v = j < k ? static_cast<std::int32_t>(a(i, j)) + (is_signed ? 128 : 0) : 0;
+      sum += v;
+      if (kern.a_s16) {
+        const auto v16 = static_cast<std::int16_t>(v);
+        std::memcpy(dst8 + 2 * j, &v16, 2);
+      } else {
+        dst8[j] = static_cast<std::uint8_t>(v);
+      }
+    }
+    row_sums[i] = sum;
+  }
+  s.row_sums = row_sums;
+  s.column_sums = w.column_sums.data();
+  s.a_zero = a_zero + (is_signed ? 128 : 0);
+  s.w_zero = w.zero_point;
+  s.depth = k;
+  const index_t mr = kern.mr;
+  const index_t mc = std::max(mr, k_a_block_bytes / a_stride / mr * mr);
+  parallel_for(ctx, 0, w.panels, 1, [&](index_t p0, index_t p1) {
+    alignas(64) std::int32_t acc[k_max_mr * 16];
+    for (index_t mb = 0; mb < m; mb += mc) {
+      const index_t me = std::min(m, mb + mc);
+      for (index_t p = p0; p < p1; ++p) {
+        const index_t cols = std::min<index_t>(16, w.rows - p * 16);
+        for (index_t m0 = mb; m0 < me; m0 += mr) {
+          const index_t rows = std::min(mr, me - m0);
+          kern.fn(ap + m0 * a_stride, a_stride, rows, w.panel(p), k4 / 4, acc);
+          write_tile(s, acc, m0, rows, p * 16, cols);
+        }
+      }
+    }
+  });
+}
+
+template <class T, class Out>
+void gemm_to(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, const packed_s8_weights& w,
+             tensor_view<Out, 2> out, sink s, std::span<std::byte> ws, const char* who) {
+  s.data = out.data();
+  s.row_stride = out.stride(0);
+  s.col_stride = out.stride(1);
+  run<T>(ctx, a, a_zero, w, s, out.extent(0), out.extent(1), out.data(), ws, who);
+}
+
+}  // namespace int8_detail
+
+/// C[M,N] = Σ_k (A[m,k] − a_zero)(W[n,k] − w.zero_point), int32 (wrapping, as every int32
+/// accumulator; exact while K·255·255 < 2^31). A is u8 (a_zero in [0,255]) or s8 (a_zero
+/// in [-128,127]). M = 1 is the GEMV. `workspace` must hold int8_gemm_workspace_bytes(M,K).
+inline void int8_gemm(tensor_view<const std::uint8_t, 2> a, std::int32_t a_zero, const packed_s8_weights& w,
+                      tensor_view<std::int32_t, 2> c, std::span<std::byte> workspace, const context& ctx = {}) {
+  int8_detail::gemm_to(ctx, a, a_zero, w, c, {}, workspace, "int8_gemm");
+}
+inline void int8_gemm(tensor_view<const std::int8_t, 2> a, std::int32_t a_zero, const packed_s8_weights& w,
+                      tensor_view<std::int32_t, 2> c, std::span<std::byte> workspace, const context& ctx = {}) {
+  int8_detail::gemm_to(ctx, a, a_zero, w, c, {}, workspace, "int8_gemm");
+}
+
+/// Requantized outputs (int8 or uint8): see requantize_stage.
+template <class A, class Out>
+  requires((std::is_same_v<A, std::uint8_t> || std::is_same_v<A, std::int8_t>) &&
+           (std::is_same_v<Out, std::uint8_t> || std::is_same_v<Out, std::int8_t>))
+void int8_gemm(tensor_view<const A, 2> a, std::int32_t a_zero, const packed_s8_weights& w,
+               const requantize_stage& stage, tensor_view<Out, 2> out, std::span<std::byte> workspace,
+               const context& ctx = {}) {
+  constexpr bool s8 = std::is_same_v<Out, std::int8_t>;
+  int8_detail::check_stage(stage, w.rows, s8, "int8_gemm");
+  int8_detail::sink s;
+  s.kind = s8 ? int8_detail::sink_kind::s8 : int8_detail::sink_kind::u8;
+  s.rq = &stage;
+  int8_detail::gemm_to(ctx, a, a_zero, w, out, s, workspace, "int8_gemm");
+}
+
+/// Dequantized fp32 outputs: see dequantize_stage.
+template <class A>
+  requires(std::is_same_v<A, std::uint8_t> || std::is_same_v<A, std::int8_t>)
+void int8_gemm(tensor_view<const A, 2> a, std::int32_t a_zero, const packed_s8_weights& w,
+               const dequantize_stage& stage, tensor_view<float, 2> out, std::span<std::byte> workspace,
+               const context& ctx = {}) {
+  int8_detail::check_stage(stage, w.rows, "int8_gemm");
+  int8_detail::sink s;
+  s.kind = int8_detail::sink_kind::f32;
+  s.dq = &stage;
+  int8_detail::gemm_to(ctx, a, a_zero, w, out, s, workspace, "int8_gemm");
+}
+
+/// y[N] = W·(x − a_zero) for one u8 activation vector (the batch-1 GEMV).
+inline void int8_gemv(std::span<const std::uint8_t> x, std::int32_t a_zero, const packed_s8_weights& w,
+                      std::span<std::int32_t> y, std::span<std::byte> workspace, const context& ctx = {}) {
+  int8_gemm(tensor_view<const std::uint8_t, 2>(x.data(), shape<2>{1, static_cast<index_t>(x.size())}), a_zero, w,
+            tensor_view<std::int32_t, 2>(y.data(), shape<2>{1, static_cast<index_t>(y.size())}), workspace, ctx);
+}
+
+}  // namespace shrink::kernels
