@@ -174,10 +174,11 @@ class abs_histogram {
     if (counts_.empty()) return 0.0f;
     double total = 0.0;
     for (double c : counts_) total += c;
-    double cdf = 0.0;
+    const double target = percentile / 100.0 * total;  // counts are whole numbers: compare cumulative counts
+    double cumulative = 0.0;
     for (std::size_t i = 0; i < counts_.size(); ++i) {
-      cdf += counts_[i] / total;
-      if (cdf >= percentile / 100.0) return static_cast<float>(static_cast<double>(i) * width_);
+      cumulative += counts_[i];
+      if (cumulative >= target) return static_cast<float>(static_cast<double>(i) * width_);
     }
     return static_cast<float>(static_cast<double>(counts_.size()) * width_);
   }
