@@ -9,3 +9,8 @@
 #include "kernels/int8_pack.hpp"
 #include "kernels/output_stage.hpp"
 #include "kernels/x86_reduce.hpp"
+#include "kernels/binary_conv.hpp"
+#include "kernels/bit_pack.hpp"
+#include "kernels/ternary_gemm.hpp"
+#include "kernels/xnor_gemm.hpp"
+#include "kernels/xnor_gemv.hpp"

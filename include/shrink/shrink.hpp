@@ -2,6 +2,7 @@
 #pragma once
 
 #include "core.hpp"
+#include "binary.hpp"
 #include "kernels.hpp"
 #include "metrics.hpp"
 #include "prune.hpp"
