@@ -6,3 +6,4 @@
 #include "kernels.hpp"
 #include "metrics.hpp"
 #include "prune.hpp"
+#include "sparse.hpp"

@@ -1,0 +1,181 @@
+// sparse_plan.hpp: the explicit preprocessing step that turns a sparse format into the row-program layout the sparse kernels run.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+
+#include "../core/aligned_buffer.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../sparse/bsr.hpp"
+#include "../sparse/csr.hpp"
+#include "../sparse/nm.hpp"
+
+namespace shrink::kernels {
+
+/// A packed, kernel-ready sparse matrix: CSR shape with 32-bit column indices (what the
+/// AVX2 gathers take) and one value of type V per entry: float (fp32), std::int8_t (int8,
+/// with `row_scale`) or std::uint8_t (an index into `table`, the codebook). Every format
+/// (CSR, N:M, BSR) is lowered to this shape once by make_plan(); the kernels then never
+/// allocate and never check bounds again (make_plan validated them). `gather_end[i]` is
+/// the end of row i's leading entries whose column is <= cols - 4 (the int8 SpMV gathers
+/// 4 bytes at x + col; the rest of the row runs scalar so no byte past x is read).
+/// docs/sparse.md, "Plans", gives the layout and its byte cost.
+template <class V>
+struct sparse_plan {
+  index_t rows = 0, cols = 0;
+  aligned_buffer<std::uint32_t> row_ptr{1};
+  aligned_buffer<std::uint32_t> col;
+  aligned_buffer<V> values;
+  aligned_buffer<float> table;        ///< codebook: 32 entries at least, zero-padded
+  index_t table_size = 0;             ///< codebook: real number of centroids
+  aligned_buffer<float> row_scale;    ///< int8: w = row_scale[i] * q
+  aligned_buffer<std::uint32_t> gather_end;  ///< int8: see above
+
+  [[nodiscard]] index_t nnz() const noexcept { return static_cast<index_t>(values.size()); }
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + table.size_bytes() +
+           row_scale.size_bytes() + gather_end.size_bytes();
+  }
+};
+
+using sparse_plan_f32 = sparse_plan<float>;
+using sparse_plan_int8 = sparse_plan<std::int8_t>;
+using sparse_plan_codebook = sparse_plan<std::uint8_t>;
+
+namespace sparse_detail {
+
+/// Gathers take signed 32-bit indices.
+inline void check_columns(index_t cols) {
+  SHRINK_REQUIRE(cols <= index_t{0x7FFFFFFF}, errc::overflow, "make_plan: ", cols,
+                 " columns exceed the 2^31 - 1 that 32-bit gather indices address");
+}
+
+template <class V, class Csr>
+sparse_plan<V> lower_csr(const Csr& a) {
+  sparse_plan<V> p;
+  check_columns(a.cols());
+  p.rows = a.rows();
+  p.cols = a.cols();
+  p.row_ptr = aligned_buffer<std::uint32_t>(a.row_ptr());
+  p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.nnz()));
+  for (index_t k = 0; k < a.nnz(); ++k) p.col[static_cast<std::size_t>(k)] = static_cast<std::uint32_t>(a.col_idx()[k]);
+  p.values = aligned_buffer<V>(a.values());
+  return p;
+}
+
+/// Rows [r0, r1) for part `part` of `parts`, balanced by stored entries plus one per row
+/// (a row costs its output store even when empty).
+inline index_t balanced_row(std::span<const std::uint32_t> row_ptr, index_t rows, index_t part, index_t parts) {
+  if (part >= parts) return rows;
+  const double total = static_cast<double>(row_ptr[static_cast<std::size_t>(rows)]) + static_cast<double>(rows);
+  const double target = total * static_cast<double>(part) / static_cast<double>(parts);
+  index_t lo = 0, hi = rows;  // first row whose start cost >= target
+  while (lo < hi) {
+    const index_t mid = (lo + hi) / 2;
+    if (static_cast<double>(row_ptr[static_cast<std::size_t>(mid)]) + static_cast<double>(mid) < target)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+/// Runs fn(r0, r1) over row ranges balanced by non-zeros. Each row is computed by one call
+/// in a fixed order, so results do not depend on the thread count. With one thread nothing
+/// is allocated.
+template <class V, class Fn>
+void for_row_ranges(const context& ctx, const sparse_plan<V>& p, Fn&& fn) {
+  const index_t parts = std::min<index_t>(ctx.resolved_threads(), std::max<index_t>(p.rows, 1));
+  if (parts <= 1) {
+    fn(index_t{0}, p.rows);
+    return;
+  }
+  parallel_for(ctx, 0, parts, 1, [&](index_t b, index_t e) {
+    for (index_t part = b; part < e; ++part) {
+      const index_t r0 = balanced_row(p.row_ptr.span(), p.rows, part, parts);
+      const index_t r1 = balanced_row(p.row_ptr.span(), p.rows, part + 1, parts);
+      if (r0 < r1) fn(r0, r1);
+    }
+  });
+}
+
+}  // namespace sparse_detail
+
+/// Lowers CSR fp32: widens column indices to 32 bits.
+inline sparse_plan_f32 make_plan(const sparse::csr_f32& a) { return sparse_detail::lower_csr<float>(a); }
+
+/// Lowers CSR with codebook indices: keeps the 8-bit indices, copies the centroid table
+/// zero-padded to 32 entries (the kernels' register tables read 8 or 16 at once).
+inline sparse_plan_codebook make_plan(const sparse::csr_codebook& a) {
+  auto p = sparse_detail::lower_csr<std::uint8_t>(a);
+  p.table_size = static_cast<index_t>(a.centroids().size());
+  p.table = aligned_buffer<float>(std::max<std::size_t>(a.centroids().size(), 32));
+  std::copy(a.centroids().begin(), a.centroids().end(), p.table.begin());
+  return p;
+}
+
+/// Lowers CSR int8: keeps the int8 values and row scales, records each row's gather-safe end.
+inline sparse_plan_int8 make_plan(const sparse::csr_int8& a) {
+  // 127 * 128 * 131072 = 2^31 - 2^24: no int32 sum of a row can overflow below this width.
+  SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, "make_plan(csr_int8): ", a.cols(),
+                 " columns; exact int32 accumulation needs at most 131072");
+  auto p = sparse_detail::lower_csr<std::int8_t>(a);
+  p.row_scale = aligned_buffer<float>(a.row_scales());
+  p.gather_end = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()));
+  for (index_t i = 0; i < a.rows(); ++i) {
+    std::uint32_t k = p.row_ptr[static_cast<std::size_t>(i)];
+    while (k < p.row_ptr[static_cast<std::size_t>(i) + 1] && static_cast<index_t>(p.col[k]) + 4 <= a.cols()) ++k;
+    p.gather_end[static_cast<std::size_t>(i)] = k;
+  }
+  return p;
+}
+
+/// Lowers N:M: decodes the packed positions into column indices (the format keeps
+/// ceil(log2 M) bits per value for storage; the kernel trades them for gather-ready indices).
+inline sparse_plan_f32 make_plan(const sparse::nm_f32& a) {
+  sparse_plan_f32 p;
+  sparse_detail::check_columns(a.cols());
+  p.rows = a.rows();
+  p.cols = a.cols();
+  const index_t kept = a.kept_per_row();
+  p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()) + 1);
+  sparse::detail::check_nnz("make_plan(nm_f32)", a.rows() * kept);
+  for (index_t i = 0; i <= a.rows(); ++i) p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(i * kept);
+  p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows() * kept));
+  for (index_t i = 0; i < a.rows(); ++i)
+    for (index_t k = 0; k < kept; ++k)
+      p.col[static_cast<std::size_t>(i * kept + k)] = static_cast<std::uint32_t>(a.column(i, k));
+  p.values = aligned_buffer<float>(a.values());
+  return p;
+}
+
+/// Lowers BSR: each block row becomes r rows whose entries are the blocks' rows, columns
+/// consecutive inside a block (so SpMM reads c consecutive rows of X per block).
+inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
+  sparse_plan_f32 p;
+  sparse_detail::check_columns(a.cols());
+  sparse::detail::check_nnz("make_plan(bsr_f32)", a.blocks() * a.block().rows * a.block().cols);
+  p.rows = a.rows();
+  p.cols = a.cols();
+  const index_t r = a.block().rows, c = a.block().cols;
+  p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()) + 1);
+  p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.blocks() * r * c));
+  p.values = aligned_buffer<float>(static_cast<std::size_t>(a.blocks() * r * c));
+  std::size_t k = 0;
+  for (index_t br = 0; br < a.rows() / r; ++br) {
+    const index_t b0 = a.row_ptr()[static_cast<std::size_t>(br)], b1 = a.row_ptr()[static_cast<std::size_t>(br) + 1];
+    for (index_t y = 0; y < r; ++y) {
+      for (index_t b = b0; b < b1; ++b)
+        for (index_t x = 0; x < c; ++x, ++k) {
+          p.col[k] = static_cast<std::uint32_t>(a.block_col()[b] * c + x);
+          p.values[k] = a.values()[static_cast<std::size_t>(b * r * c + y * c + x)];
+        }
+      p.row_ptr[static_cast<std::size_t>(br * r + y) + 1] = static_cast<std::uint32_t>(k);
+    }
+  }
+  return p;
+}
+
+}  // namespace shrink::kernels

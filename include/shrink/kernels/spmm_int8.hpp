@@ -1,0 +1,245 @@
+// spmm_int8.hpp: y = W·x and Y = W·X for int8-valued sparse plans with int8 activations and exact int32 outputs, every ISA path.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/config.hpp"
+#include "../core/parallel.hpp"
+#include "../core/tensor_view.hpp"
+#include "dispatch.hpp"
+#include "sparse_plan.hpp"
+#include "x86_reduce.hpp"
+
+namespace shrink::kernels {
+
+namespace spmm_int8_impl {
+
+// Every path computes the same integer sums exactly (make_plan limits K so no row sum can
+// overflow int32), so all paths agree bit for bit. Y[i, b] = Σ_k q(i, k) · X[col_k, b];
+// the caller applies row_scale[i] and the activation scale.
+using rows_fn = void (*)(const sparse_plan_int8&, const std::int8_t*, index_t, std::int32_t*, index_t, index_t,
+                         index_t, index_t);
+
+inline void rows_reference(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx, std::int32_t* y, index_t ldy,
+                           index_t batch, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i)
+    for (index_t b = 0; b < batch; ++b) {
+      std::int32_t s = 0;
+      for (std::uint32_t k = p.row_ptr[static_cast<std::size_t>(i)]; k < p.row_ptr[static_cast<std::size_t>(i) + 1];
+           ++k)
+        s += std::int32_t{p.values[k]} * std::int32_t{x[p.col[k] * ldx + b]};
+      y[i * ldy + b] = s;
+    }
+}
+
+SHRINK_ALWAYS_INLINE void scalar_columns(const std::uint32_t* col, const std::int8_t* val, index_t n,
+                                         const std::int8_t* x, index_t ldx, std::int32_t* y, index_t b,
+                                         index_t batch) {
+  for (; b < batch; ++b) {
+    std::int32_t s = 0;
+    for (index_t k = 0; k < n; ++k) s += std::int32_t{val[k]} * std::int32_t{x[col[k] * ldx + b]};
+    y[b] = s;
+  }
+}
+
+inline void rows_generic(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx, std::int32_t* y, index_t ldy,
+                         index_t batch, index_t r0, index_t r1) {
+  using vec = xsimd::batch<std::int32_t>;
+  constexpr index_t w = static_cast<index_t>(vec::size);
+  for (index_t i = r0; i < r1; ++i) {
+    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
+    const std::uint32_t* col = p.col.data() + k0;
+    const std::int8_t* val = p.values.data() + k0;
+    std::int32_t* yr = y + i * ldy;
+    index_t b = 0;
+    for (; b + 2 * w <= batch; b += 2 * w) {
+      vec a0(0), a1(0);
+      for (index_t k = 0; k < n; ++k) {
+        const vec wk(std::int32_t{val[k]});
+        const std::int8_t* xr = x + col[k] * ldx + b;
+        a0 += wk * xsimd::load_as<std::int32_t>(xr, xsimd::unaligned_mode());
+        a1 += wk * xsimd::load_as<std::int32_t>(xr + w, xsimd::unaligned_mode());
+      }
+      a0.store_unaligned(yr + b);
+      a1.store_unaligned(yr + b + w);
+    }
+    scalar_columns(col, val, n, x, ldx, yr, b, batch);
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// SpMV: gather 4 bytes at x + col (scale 1) and keep the low byte, sign-extended. Only the
+// entries before gather_end (col <= K - 4) take this path, so no byte outside x is read.
+SHRINK_TARGET_AVX2 inline void spmv_rows_avx2(const sparse_plan_int8& p, const std::int8_t* x, std::int32_t* y,
+                                              index_t r0, index_t r1) {
+  const std::uint32_t* col = p.col.data();
+  const std::int8_t* val = p.values.data();
+  const int* base = reinterpret_cast<const int*>(x);
+  for (index_t i = r0; i < r1; ++i) {
+    index_t k = p.row_ptr[static_cast<std::size_t>(i)];
+    const index_t ge = p.gather_end[static_cast<std::size_t>(i)], k1 = p.row_ptr[static_cast<std::size_t>(i) + 1];
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (; k + 16 <= ge; k += 16) {
+      const __m256i g0 = _mm256_i32gather_epi32(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k)), 1);
+      const __m256i g1 =
+          _mm256_i32gather_epi32(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k + 8)), 1);
+      const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(val + k)));
+      // Low 16 bits of each lane: the x byte sign-extended (high 16 bits: another byte,
+      // ignored); weights zero-extended from int16, so vpmaddwd's pair sum is x·w + junk·0.
+      const __m256i x0 = _mm256_srai_epi16(_mm256_slli_epi16(g0, 8), 8);
+      const __m256i x1 = _mm256_srai_epi16(_mm256_slli_epi16(g1, 8), 8);
+      const __m256i w0 = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(w));
+      const __m256i w1 = _mm256_cvtepu16_epi32(_mm256_extracti128_si256(w, 1));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, w0));
+      a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x1, w1));
+    }
+    for (; k + 8 <= ge; k += 8) {
+      const __m256i g0 = _mm256_i32gather_epi32(base, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k)), 1);
+      const __m256i w0 =
+          _mm256_cvtepu16_epi32(_mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(val + k))));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_srai_epi16(_mm256_slli_epi16(g0, 8), 8), w0));
+    }
+    std::int32_t s = x86::hsum(_mm256_add_epi32(a0, a1));
+    for (; k < k1; ++k) s += std::int32_t{val[k]} * std::int32_t{x[col[k]]};
+    y[i] = s;
+  }
+}
+
+// SpMM: two entries at a time. Their X rows (16 columns, sign-extended to int16) are
+// interleaved so vpmaddwd forms w1·x1[b] + w2·x2[b] per 32-bit lane, exactly. Unpacking
+// works inside 128-bit lanes, so `lo` holds columns 0-3 | 8-11 and `hi` 4-7 | 12-15; one
+// vperm2i128 pair restores the order at the store.
+SHRINK_ALWAYS_INLINE std::int32_t pair_weights(std::int8_t w1, std::int8_t w2) noexcept {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(std::int16_t{w1})) |
+                                   (static_cast<std::uint32_t>(static_cast<std::uint16_t>(std::int16_t{w2})) << 16));
+}
+
+template <int H>
+SHRINK_TARGET_AVX2 inline void tile_avx2(const std::uint32_t* col, const std::int8_t* val, index_t n,
+                                         const std::int8_t* x, index_t ldx, std::int32_t* y) {
+  __m256i lo[H], hi[H];
+  for (int h = 0; h < H; ++h) lo[h] = hi[h] = _mm256_setzero_si256();
+  for (index_t k = 0; k < n; k += 2) {
+    const bool pair = k + 1 < n;
+    const std::int8_t* x1 = x + col[k] * ldx;
+    const std::int8_t* x2 = pair ? x + col[k + 1] * ldx : x1;
+    const __m256i wp = _mm256_set1_epi32(pair_weights(val[k], pair ? val[k + 1] : std::int8_t{0}));
+    for (int h = 0; h < H; ++h) {
+      const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1 + 16 * h)));
+      const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x2 + 16 * h)));
+      lo[h] = _mm256_add_epi32(lo[h], _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wp));
+      hi[h] = _mm256_add_epi32(hi[h], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
+    }
+  }
+  for (int h = 0; h < H; ++h) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 16 * h), _mm256_permute2x128_si256(lo[h], hi[h], 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 16 * h + 8), _mm256_permute2x128_si256(lo[h], hi[h], 0x31));
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx, std::int32_t* y,
+                                         index_t ldy, index_t batch, index_t r0, index_t r1) {
+  if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
+  for (index_t i = r0; i < r1; ++i) {
+    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
+    const std::uint32_t* col = p.col.data() + k0;
+    const std::int8_t* val = p.values.data() + k0;
+    std::int32_t* yr = y + i * ldy;
+    index_t b = 0;
+    for (; b + 32 <= batch; b += 32) tile_avx2<2>(col, val, n, x + b, ldx, yr + b);
+    for (; b + 16 <= batch; b += 16) tile_avx2<1>(col, val, n, x + b, ldx, yr + b);
+    scalar_columns(col, val, n, x, ldx, yr, b, batch);
+  }
+}
+
+// ---- avx512: the same pairing on 32 columns per register; unpacking inside 128-bit lanes
+// leaves lane L of `lo` with columns 8L..8L+3 and of `hi` with 8L+4..8L+7, reordered
+// through memory at the store (once per row tile).
+template <int H>
+SHRINK_TARGET_AVX512 inline void tile_avx512(const std::uint32_t* col, const std::int8_t* val, index_t n,
+                                             const std::int8_t* x, index_t ldx, std::int32_t* y) {
+  __m512i lo[H], hi[H];
+  for (int h = 0; h < H; ++h) lo[h] = hi[h] = _mm512_setzero_si512();
+  for (index_t k = 0; k < n; k += 2) {
+    const bool pair = k + 1 < n;
+    const std::int8_t* x1 = x + col[k] * ldx;
+    const std::int8_t* x2 = pair ? x + col[k + 1] * ldx : x1;
+    const __m512i wp = _mm512_set1_epi32(pair_weights(val[k], pair ? val[k + 1] : std::int8_t{0}));
+    for (int h = 0; h < H; ++h) {
+      const __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + 32 * h)));
+      const __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + 32 * h)));
+      lo[h] = _mm512_add_epi32(lo[h], _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), wp));
+      hi[h] = _mm512_add_epi32(hi[h], _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), wp));
+    }
+  }
+  for (int h = 0; h < H; ++h) {
+    alignas(64) std::int32_t l[16], u[16];
+    _mm512_store_si512(l, lo[h]);
+    _mm512_store_si512(u, hi[h]);
+    for (int lane = 0; lane < 4; ++lane)
+      for (int j = 0; j < 4; ++j) {
+        y[32 * h + 8 * lane + j] = l[4 * lane + j];
+        y[32 * h + 8 * lane + 4 + j] = u[4 * lane + j];
+      }
+  }
+}
+
+SHRINK_TARGET_AVX512 inline void rows_avx512(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx,
+                                             std::int32_t* y, index_t ldy, index_t batch, index_t r0, index_t r1) {
+  if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
+  for (index_t i = r0; i < r1; ++i) {
+    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
+    const std::uint32_t* col = p.col.data() + k0;
+    const std::int8_t* val = p.values.data() + k0;
+    std::int32_t* yr = y + i * ldy;
+    index_t b = 0;
+    for (; b + 64 <= batch; b += 64) tile_avx512<2>(col, val, n, x + b, ldx, yr + b);
+    for (; b + 32 <= batch; b += 32) tile_avx512<1>(col, val, n, x + b, ldx, yr + b);
+    for (; b + 16 <= batch; b += 16) tile_avx2<1>(col, val, n, x + b, ldx, yr + b);
+    scalar_columns(col, val, n, x, ldx, yr, b, batch);
+  }
+}
+#endif
+
+inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_rows{{
+    {isa::reference, 0, rows_reference},
+    {isa::generic, 0, rows_generic},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, rows_avx2},
+    {isa::avx512, 0, rows_avx512},
+#endif
+}};
+
+}  // namespace spmm_int8_impl
+
+/// y = W·x for an int8 plan (make_plan of csr_int8) and int8 activations; exact int32
+/// sums Σ q·x (apply row_scale and the activation scale afterwards).
+inline void spmv(const sparse_plan_int8& w, std::span<const std::int8_t> x, std::span<std::int32_t> y,
+                 const context& ctx = {}) {
+  SHRINK_REQUIRE(x.size() == static_cast<std::size_t>(w.cols) && y.size() == static_cast<std::size_t>(w.rows),
+                 errc::shape_mismatch, "spmv: W is ", w.rows, "x", w.cols, ", so x needs ", w.cols, " and y ", w.rows,
+                 " elements; got ", x.size(), " and ", y.size());
+  const auto fn = select(spmm_int8_impl::k_rows);
+  sparse_detail::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) { fn(w, x.data(), 1, y.data(), 1, 1, r0, r1); });
+}
+
+/// Y = W·X, X int8 [K, batch], Y int32 [N, batch], rows contiguous.
+inline void spmm(const sparse_plan_int8& w, const_view<std::int8_t, 2> x, tensor_view<std::int32_t, 2> y,
+                 const context& ctx = {}) {
+  SHRINK_REQUIRE(x.extent(0) == w.cols && y.extent(0) == w.rows && x.extent(1) == y.extent(1), errc::shape_mismatch,
+                 "spmm: W is ", w.rows, "x", w.cols, "; expected X [", w.cols, ", batch] and Y [", w.rows,
+                 ", batch], got X ", x.shape(), " and Y ", y.shape());
+  SHRINK_REQUIRE((x.extent(1) <= 1 || x.stride(1) == 1) && (y.extent(1) <= 1 || y.stride(1) == 1),
+                 errc::invalid_argument, "spmm: X and Y rows must be contiguous (stride 1 along the batch axis)");
+  if (x.extent(1) == 0 || w.rows == 0) return;
+  const auto fn = select(spmm_int8_impl::k_rows);
+  sparse_detail::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) {
+    fn(w, x.data(), x.stride(0), y.data(), y.stride(0), x.extent(1), r0, r1);
+  });
+}
+
+}  // namespace shrink::kernels
