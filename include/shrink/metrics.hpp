@@ -2,5 +2,6 @@
 #pragma once
 
 #include "metrics/errors.hpp"
+#include "metrics/ops.hpp"
 #include "metrics/sizes.hpp"
 #include "metrics/sparsity.hpp"

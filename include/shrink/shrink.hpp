@@ -3,7 +3,9 @@
 
 #include "core.hpp"
 #include "binary.hpp"
+#include "distill.hpp"
 #include "kernels.hpp"
+#include "lowrank.hpp"
 #include "metrics.hpp"
 #include "prune.hpp"
 #include "sparse.hpp"
