@@ -1,0 +1,321 @@
+// weight_only_gemv.hpp: fp32 activations × int8 or int4 weights with per-row or per-group (32/64/128) fp32/fp16 scales, dequantised in registers (the LLM decode path).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/aligned_buffer.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "../core/tensor_view.hpp"
+#include "dispatch.hpp"
+#include "x86_reduce.hpp"
+
+namespace shrink::kernels {
+
+/// Storage type of the per-group scales.
+enum class scale_format { f32, f16 };
+
+/// IEEE binary16 bits → float, exactly (subnormals, Inf and NaN included). Local so the
+/// kernels do not depend on the io/quant modules.
+inline float half_bits_to_float(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  const std::uint32_t exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu;
+  std::uint32_t bits;
+  if (exp == 0x1F) {
+    bits = sign | 0x7F800000u | (man << 13);
+  } else if (exp != 0) {
+    bits = sign | ((exp + 112) << 23) | (man << 13);
+  } else if (man == 0) {
+    bits = sign;
+  } else {  // subnormal: man · 2^-24
+    const float v = static_cast<float>(man) * 5.9604644775390625e-8f;
+    return sign ? -v : v;
+  }
+  return std::bit_cast<float>(bits);
+}
+
+/// Weight-only quantized W[N, K]: signed int8 or int4 (two's complement nibbles, element k
+/// of a row at nibble k, low nibble first as pack_bits) times a scale per (row, group).
+/// Rows are padded to `depth_padded` (a multiple of the group, itself a multiple of 8) with
+/// zero weights so every 8-element step is a whole 8-byte (int8) or 4-byte (int4) word.
+struct packed_wq_weights {
+  index_t rows = 0, depth = 0;
+  int bits = 8;
+  index_t group = 0;           ///< elements per scale group
+  index_t groups = 0;          ///< groups per row
+  index_t depth_padded = 0;    ///< groups · group
+  index_t row_bytes = 0;       ///< depth_padded · bits / 8
+  scale_format scales_format = scale_format::f32;
+  aligned_buffer<std::uint8_t> data;       ///< rows · row_bytes
+  aligned_buffer<float> scales_f32;        ///< rows · groups (f32 format)
+  aligned_buffer<std::uint16_t> scales_f16;  ///< rows · groups (f16 format)
+
+  [[nodiscard]] float scale(index_t n, index_t g) const noexcept {
+    const auto i = static_cast<std::size_t>(n * groups + g);
+    return scales_format == scale_format::f32 ? scales_f32[i] : half_bits_to_float(scales_f16[i]);
+  }
+  /// The integer weight W[n, k] read back from the layout.
+  [[nodiscard]] int at(index_t n, index_t k) const noexcept {
+    const std::uint8_t* row = data.data() + n * row_bytes;
+    if (bits == 8) return static_cast<std::int8_t>(row[k]);
+    const int nib = (row[k / 2] >> ((k % 2) * 4)) & 0xF;
+    return nib >= 8 ? nib - 16 : nib;
+  }
+};
+
+namespace wq_detail {
+
+inline void check_layout(index_t rows, index_t depth, index_t group, const char* who) {
+  SHRINK_REQUIRE(rows > 0 && depth > 0, errc::empty_input, who, ": weights must be non-empty, got ", rows, "x", depth);
+  SHRINK_REQUIRE(group == 0 || group == 32 || group == 64 || group == 128, errc::invalid_argument, who,
+                 ": group size must be 32, 64, 128 or 0 (one scale per row), got ", group);
+}
+
+inline packed_wq_weights make(index_t rows, index_t depth, int bits, index_t group) {
+  packed_wq_weights p;
+  p.rows = rows;
+  p.depth = depth;
+  p.bits = bits;
+  p.group = group == 0 ? (depth + 7) / 8 * 8 : group;
+  p.groups = (depth + p.group - 1) / p.group;
+  p.depth_padded = p.groups * p.group;
+  p.row_bytes = p.depth_padded * bits / 8;
+  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows * p.row_bytes));
+  return p;
+}
+
+template <class S>
+void set_scales(packed_wq_weights& p, std::span<const S> scales, const char* who) {
+  const auto need = static_cast<std::size_t>(p.rows * p.groups);
+  SHRINK_REQUIRE(scales.size() == need, errc::shape_mismatch, who, ": expected ", need, " scales (", p.rows,
+                 " rows × ", p.groups, " groups), got ", scales.size());
+  if constexpr (std::is_same_v<S, float>) {
+    p.scales_format = scale_format::f32;
+    for (float s : scales) SHRINK_REQUIRE(std::isfinite(s), errc::non_finite, who, ": scale must be finite, got ", s);
+    p.scales_f32 = aligned_buffer<float>(scales);
+  } else {
+    p.scales_format = scale_format::f16;
+    for (std::uint16_t s : scales)
+      SHRINK_REQUIRE((s & 0x7C00u) != 0x7C00u, errc::non_finite, who, ": fp16 scale must be finite, got bits ", s);
+    p.scales_f16 = aligned_buffer<std::uint16_t>(scales);
+  }
+}
+
+}  // namespace wq_detail
+
+/// Packs int8 weights W[N, K] with scales [N, groups] (fp32 `float` or fp16 bits
+/// `std::uint16_t`); group 0 = one scale per row.
+template <class S>
+  requires(std::is_same_v<S, float> || std::is_same_v<S, std::uint16_t>)
+packed_wq_weights pack_s8_weight_only(tensor_view<const std::int8_t, 2> w, std::span<const S> scales, index_t group) {
+  wq_detail::check_layout(w.extent(0), w.extent(1), group, "pack_s8_weight_only");
+  auto p = wq_detail::make(w.extent(0), w.extent(1), 8, group);
+  wq_detail::set_scales(p, scales, "pack_s8_weight_only");
+  for (index_t n = 0; n < p.rows; ++n)
+    for (index_t k = 0; k < p.depth; ++k) p.data[static_cast<std::size_t>(n * p.row_bytes + k)] = static_cast<std::uint8_t>(w(n, k));
+  return p;
+}
+
+/// Packs int4 weights given as nibbles in pack_bits order over the whole tensor (element
+/// n·K + k at nibble n·K + k, low nibble first; each nibble a two's complement int4),
+/// with scales [N, groups].
+template <class S>
+  requires(std::is_same_v<S, float> || std::is_same_v<S, std::uint16_t>)
+packed_wq_weights pack_s4_weights(std::span<const std::uint8_t> nibbles, index_t rows, index_t depth,
+                                  std::span<const S> scales, index_t group) {
+  wq_detail::check_layout(rows, depth, group, "pack_s4_weights");
+  SHRINK_REQUIRE(nibbles.data() != nullptr, errc::invalid_argument, "pack_s4_weights: null nibble pointer");
+  const auto need = static_cast<std::size_t>((rows * depth + 1) / 2);
+  SHRINK_REQUIRE(nibbles.size() >= need, errc::shape_mismatch, "pack_s4_weights: ", rows, "x", depth,
+                 " int4 weights need ", need, " bytes, got ", nibbles.size());
+  auto p = wq_detail::make(rows, depth, 4, group);
+  wq_detail::set_scales(p, scales, "pack_s4_weights");
+  for (index_t n = 0; n < rows; ++n)
+    for (index_t k = 0; k < depth; ++k) {
+      const index_t src = n * depth + k;
+      const unsigned nib = (nibbles[static_cast<std::size_t>(src / 2)] >> ((src % 2) * 4)) & 0xFu;
+      p.data[static_cast<std::size_t>(n * p.row_bytes + k / 2)] |= static_cast<std::uint8_t>(nib << ((k % 2) * 4));
+    }
+  return p;
+}
+
+namespace wq_detail {
+
+/// y[n] for n in [n0, n1), one activation vector x[K].
+using rows_fn = void (*)(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y);
+
+// ---- reference: the oracle; exact products summed in double, rounded once.
+inline void rows_reference(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+  for (index_t n = n0; n < n1; ++n) {
+    double sum = 0.0;
+    for (index_t g = 0; g < w.groups; ++g) {
+      double gs = 0.0;
+      for (index_t k = g * w.group; k < std::min(w.depth, (g + 1) * w.group); ++k)
+        gs += static_cast<double>(w.at(n, k)) * static_cast<double>(x[k]);
+      sum += gs * static_cast<double>(w.scale(n, g));
+    }
+    y[n] = static_cast<float>(sum);
+  }
+}
+
+// ---- generic (xsimd): each group decoded 8 at a time into a float block, fma with x.
+inline void rows_generic(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+  using bf = xsimd::batch<float>;
+  constexpr index_t lanes = static_cast<index_t>(bf::size);
+  alignas(64) float block[128];
+  for (index_t n = n0; n < n1; ++n) {
+    float sum = 0.0f;
+    for (index_t g = 0; g < w.groups; ++g) {
+      const index_t k0 = g * w.group, k1 = std::min(w.depth, k0 + w.group), len = k1 - k0;
+      float gs = 0.0f;
+      for (index_t c0 = 0; c0 < len; c0 += 128) {
+        const index_t cl = std::min<index_t>(128, len - c0);
+        for (index_t i = 0; i < cl; ++i) block[i] = static_cast<float>(w.at(n, k0 + c0 + i));
+        bf acc(0.0f);
+        index_t i = 0;
+        for (; i + lanes <= cl; i += lanes)
+          acc = xsimd::fma(bf::load_aligned(block + i), bf::load_unaligned(x + k0 + c0 + i), acc);
+        gs += xsimd::hadd(acc);
+        for (; i < cl; ++i) gs += block[i] * x[k0 + c0 + i];
+      }
+      sum += gs * w.scale(n, g);
+    }
+    y[n] = sum;
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// ---- avx2: 4 rows at a time share each activation load. int8: vpmovsxbd + cvtdq2ps;
+// int4: the 32-bit word of 8 nibbles is broadcast, vpsllvd moves nibble i to the top of
+// lane i and vpsrad 28 sign-extends it (no shuffles). Per group: two fma chains per row,
+// then one fma by the broadcast group scale. Tail elements past the last multiple of 8
+// (inside the row's padded storage, but past x's end) are done in scalar.
+// Eight weights from a row at depth k (a multiple of 8) as floats.
+template <int Bits>
+SHRINK_TARGET_AVX2 inline __m256 load8(const std::uint8_t* row, index_t k, __m256i shifts) {
+  if constexpr (Bits == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + k))));
+  } else {
+    std::int32_t word;
+    std::memcpy(&word, row + k / 2, 4);
+    return _mm256_cvtepi32_ps(_mm256_srai_epi32(_mm256_sllv_epi32(_mm256_set1_epi32(word), shifts), 28));
+  }
+}
+
+template <int Bits, int R>
+SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
+  __m256 total[R];
+  float tail[R];
+  for (int r = 0; r < R; ++r) {
+    total[r] = _mm256_setzero_ps();
+    tail[r] = 0.0f;
+  }
+  const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
+  const std::uint8_t* rows[R];
+  for (int r = 0; r < R; ++r) rows[r] = w.data.data() + (n + r) * w.row_bytes;
+  const index_t vec_end = w.depth / 8 * 8;
+  for (index_t g = 0; g < w.groups; ++g) {
+    const index_t k0 = g * w.group, k1 = std::min(vec_end, k0 + w.group);
+    __m256 ga[R][2];
+    for (int r = 0; r < R; ++r) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
+    index_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+      for (int r = 0; r < R; ++r) {
+        ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
+        ga[r][1] = _mm256_fmadd_ps(load8<Bits>(rows[r], k + 8, shifts), x1, ga[r][1]);
+      }
+    }
+    for (; k + 8 <= k1; k += 8) {
+      const __m256 x0 = _mm256_loadu_ps(x + k);
+      for (int r = 0; r < R; ++r) ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
+    }
+    for (int r = 0; r < R; ++r) {
+      const float s = w.scale(n + r, g);
+      total[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), _mm256_set1_ps(s), total[r]);
+      if (k0 + w.group > vec_end) {  // the group holding the scalar tail
+        float ts = 0.0f;
+        for (index_t kk = std::max(k0, vec_end); kk < std::min(w.depth, k0 + w.group); ++kk)
+          ts += static_cast<float>(w.at(n + r, kk)) * x[kk];
+        tail[r] += ts * s;
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = x86::hsum(total[r]) + tail[r];
+}
+
+template <int Bits>
+SHRINK_TARGET_AVX2 inline void rows_avx2_bits(const float* x, const packed_wq_weights& w, index_t n0, index_t n1,
+                                              float* y) {
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4) rows_avx2_block<Bits, 4>(x, w, n, y);
+  for (; n < n1; ++n) rows_avx2_block<Bits, 1>(x, w, n, y);
+}
+
+inline void rows_avx2(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+  if (w.bits == 8)
+    rows_avx2_bits<8>(x, w, n0, n1, y);
+  else
+    rows_avx2_bits<4>(x, w, n0, n1, y);
+}
+#endif
+
+inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_rows{{
+    {isa::reference, 0, rows_reference},
+    {isa::generic, 0, rows_generic},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, rows_avx2},
+#endif
+}};
+
+inline void check_packed(const packed_wq_weights& w, const char* who) {
+  SHRINK_REQUIRE(w.rows > 0 && w.data.size() == static_cast<std::size_t>(w.rows * w.row_bytes) &&
+                     (w.bits == 8 || w.bits == 4) &&
+                     (w.scales_format == scale_format::f32 ? w.scales_f32.size() : w.scales_f16.size()) ==
+                         static_cast<std::size_t>(w.rows * w.groups),
+                 errc::invalid_argument, who, ": packed weights are empty or inconsistent; use pack_s8_weight_only / pack_s4_weights");
+}
+
+}  // namespace wq_detail
+
+/// Y[M, N] = X[M, K] · Wᵀ with W weight-only quantized. Rows of W are split over threads
+/// in blocks of 16; each block runs every activation row while it is hot in cache. Each
+/// output is computed by one thread in a fixed order, so results do not depend on threads.
+inline void weight_only_gemm(tensor_view<const float, 2> x, const packed_wq_weights& w, tensor_view<float, 2> y,
+                             const context& ctx = {}) {
+  wq_detail::check_packed(w, "weight_only_gemm");
+  const index_t m = x.extent(0);
+  SHRINK_REQUIRE(x.extent(1) == w.depth, errc::shape_mismatch, "weight_only_gemm: activations have depth ",
+                 x.extent(1), ", the packed weights ", w.depth);
+  SHRINK_REQUIRE(y.extent(0) == m && y.extent(1) == w.rows, errc::shape_mismatch, "weight_only_gemm: output is ",
+                 y.extent(0), "x", y.extent(1), ", expected ", m, "x", w.rows);
+  SHRINK_REQUIRE(x.stride(1) == 1 && y.stride(1) == 1, errc::invalid_argument,
+                 "weight_only_gemm: activation and output rows must be contiguous");
+  if (m == 0) return;
+  SHRINK_REQUIRE(x.data() != nullptr && y.data() != nullptr, errc::invalid_argument,
+                 "weight_only_gemm: null activation or output pointer");
+  const auto fn = select(wq_detail::k_rows);
+  parallel_for(ctx, 0, w.rows, 16, [&](index_t n0, index_t n1) {
+    for (index_t nb = n0; nb < n1; nb += 16)
+      for (index_t i = 0; i < m; ++i)
+        fn(x.data() + i * x.stride(0), w, nb, std::min(n1, nb + 16), y.data() + i * y.stride(0));
+  });
+}
+
+/// y[N] = W · x, the batch-1 decode GEMV.
+inline void weight_only_gemv(std::span<const float> x, const packed_wq_weights& w, std::span<float> y,
+                             const context& ctx = {}) {
+  weight_only_gemm(tensor_view<const float, 2>(x.data(), shape<2>{1, static_cast<index_t>(x.size())}), w,
+                   tensor_view<float, 2>(y.data(), shape<2>{1, static_cast<index_t>(y.size())}), ctx);
+}
+
+}  // namespace shrink::kernels
