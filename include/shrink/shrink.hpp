@@ -3,6 +3,7 @@
 
 #include "core.hpp"
 #include "binary.hpp"
+#include "compress.hpp"
 #include "distill.hpp"
 #include "kernels.hpp"
 #include "lowrank.hpp"
