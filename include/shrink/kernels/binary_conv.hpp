@@ -73,8 +73,8 @@ inline geometry check(const binary::bit_matrix& input, const image_shape& img, c
   return g;
 }
 
-/// Runs the convolution and hands emit(n, oy, ox, o, dot) every exact ±1 sum (padding per
-/// params). Work splits over output rows (n, oy); each thread owns a packed im2col buffer.
+/// Runs the convolution and hands emit(n, oy, ox, o0, count, dots) the exact ±1 sums of
+/// output channels [o0, o0 + count) of one pixel (padding per params). Work splits over output rows (n, oy); each thread owns a packed im2col buffer.
 template <class Emit>
 void run(const binary::bit_matrix& input, const geometry& g, const binary::conv_filter& f,
          const binary_conv_params& p, const context& ctx, Emit&& emit) {
@@ -115,13 +115,14 @@ void run(const binary::bit_matrix& input, const geometry& g, const binary::conv_
             const std::uint8_t* pad_of = padded.data() + ox * g.taps;
             const bool any_pad =
                 p.padding == binary_padding::zero && std::any_of(pad_of, pad_of + g.taps, [](std::uint8_t v) { return v != 0; });
-            for (index_t i = 0; i < mt; ++i) {
-              std::int32_t dot = k_total - 2 * tile[static_cast<std::size_t>(j * k_tile_m + i)];
-              if (any_pad)  // a padded tap counted as +1 contributed C - 2·popcount(w_tap); remove it
-                for (index_t t = 0; t < g.taps; ++t)
-                  if (pad_of[t]) dot -= static_cast<std::int32_t>(g.c) - 2 * f.tap_popcount(o0 + i, t);
-              emit(b, oy, ox, o0 + i, dot);
-            }
+            std::int32_t dots[k_tile_m];
+            for (index_t i = 0; i < mt; ++i) dots[i] = k_total - 2 * tile[static_cast<std::size_t>(j * k_tile_m + i)];
+            if (any_pad)  // a padded tap counted as +1 contributed C - 2·popcount(w_tap); remove it
+              for (index_t t = 0; t < g.taps; ++t)
+                if (pad_of[t])
+                  for (index_t i = 0; i < mt; ++i)
+                    dots[i] -= static_cast<std::int32_t>(g.c) - 2 * f.tap_popcount(o0 + i, t);
+            emit(b, oy, ox, o0, mt, static_cast<const std::int32_t*>(dots));
           }
         }
       }
@@ -140,9 +141,11 @@ inline void binary_conv2d(const binary::bit_matrix& input, const image_shape& im
                      out.extent(3) == f.out_channels(),
                  errc::shape_mismatch, "binary_conv2d: output is ", out.shape(), "; expected (", g.n, ", ", g.oh,
                  ", ", g.ow, ", ", f.out_channels(), ")");
-  binary_conv_impl::run(input, g, f, params, ctx, [&](index_t b, index_t oy, index_t ox, index_t o, std::int32_t d) {
-    out(b, oy, ox, o) = d;
-  });
+  binary_conv_impl::run(input, g, f, params, ctx,
+                        [&](index_t b, index_t oy, index_t ox, index_t o0, index_t count, const std::int32_t* d) {
+                          std::int32_t* dst = &out(b, oy, ox, o0);
+                          for (index_t i = 0; i < count; ++i) dst[i * out.stride(3)] = d[i];
+                        });
 }
 
 /// Binary convolution with the fused output stage y = α[o]·K[n,oy,ox]·dot + bias[o] (NHWC float out).
@@ -162,11 +165,17 @@ inline void binary_conv2d(const binary::bit_matrix& input, const image_shape& im
                             stage.activation_scale.extent(2) == g.ow),
                  errc::shape_mismatch, "binary_conv2d: activation scale map is ", stage.activation_scale.shape(),
                  "; expected (", g.n, ", ", g.oh, ", ", g.ow, ")");
-  binary_conv_impl::run(input, g, f, params, ctx, [&](index_t b, index_t oy, index_t ox, index_t o, std::int32_t d) {
-    const float a = stage.apply_alpha ? f.scale(o) : 1.0f;
-    const float kk = has_k ? stage.activation_scale(b, oy, ox) : 1.0f;
-    out(b, oy, ox, o) = xnor_impl::apply(d, a, kk, stage.bias.empty() ? 0.0f : stage.bias[static_cast<std::size_t>(o)], true);
-  });
+  const index_t os = out.stride(3);
+  binary_conv_impl::run(input, g, f, params, ctx,
+                        [&](index_t b, index_t oy, index_t ox, index_t o0, index_t count, const std::int32_t* d) {
+                          const float kk = has_k ? stage.activation_scale(b, oy, ox) : 1.0f;
+                          float* dst = &out(b, oy, ox, o0);
+                          for (index_t i = 0; i < count; ++i) {
+                            const float a = stage.apply_alpha ? f.scale(o0 + i) : 1.0f;
+                            const float bias = stage.bias.empty() ? 0.0f : stage.bias[static_cast<std::size_t>(o0 + i)];
+                            dst[i * os] = xnor_impl::apply(d[i], a, kk, bias, true);
+                          }
+                        });
 }
 
 }  // namespace shrink::kernels

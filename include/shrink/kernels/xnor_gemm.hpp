@@ -125,12 +125,22 @@ SHRINK_TARGET_AVX2 inline std::int32_t single_avx2(const std::uint64_t* a, const
   return static_cast<std::int32_t>(total);
 }
 
+// Widens four byte-count vectors and reduces them to one vector [Σa, Σb, Σc, Σd] of 64-bit sums
+// (4 vpsadbw + 2 unpack pairs + 2 permutes instead of 16 lane extracts).
+SHRINK_TARGET_AVX2 inline __m256i sum4_bytes_avx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i z = _mm256_setzero_si256();
+  a = _mm256_sad_epu8(a, z), b = _mm256_sad_epu8(b, z), c = _mm256_sad_epu8(c, z), d = _mm256_sad_epu8(d, z);
+  const __m256i ab = _mm256_add_epi64(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+  const __m256i cd = _mm256_add_epi64(_mm256_unpacklo_epi64(c, d), _mm256_unpackhi_epi64(c, d));
+  return _mm256_add_epi64(_mm256_permute2x128_si256(ab, cd, 0x20), _mm256_permute2x128_si256(ab, cd, 0x31));
+}
+
 SHRINK_TARGET_AVX2 inline void micro_avx2(const std::uint64_t* w, index_t ldw, const std::uint64_t* x, index_t ldx,
                                           index_t words, std::int32_t* r) {
-  std::int64_t total[8] = {};
   const std::uint64_t *w0 = w, *w1 = w + ldw;
   const std::uint64_t *x0 = x, *x1 = x + ldx, *x2 = x + 2 * ldx, *x3 = x + 3 * ldx;
   const index_t vec = words & ~index_t{3};
+  __m256i t0 = _mm256_setzero_si256(), t1 = _mm256_setzero_si256();
   index_t i = 0;
   while (i < vec) {
     const index_t end = std::min(vec, i + 4 * k_avx2_flush);
@@ -151,11 +161,12 @@ SHRINK_TARGET_AVX2 inline void micro_avx2(const std::uint64_t* w, index_t ldw, c
       c03 = _mm256_add_epi8(c03, popcount_bytes_avx2(_mm256_xor_si256(a0, b)));
       c13 = _mm256_add_epi8(c13, popcount_bytes_avx2(_mm256_xor_si256(a1, b)));
     }
-    total[0] += sum_bytes_avx2(c00), total[1] += sum_bytes_avx2(c01), total[2] += sum_bytes_avx2(c02),
-        total[3] += sum_bytes_avx2(c03);
-    total[4] += sum_bytes_avx2(c10), total[5] += sum_bytes_avx2(c11), total[6] += sum_bytes_avx2(c12),
-        total[7] += sum_bytes_avx2(c13);
+    t0 = _mm256_add_epi64(t0, sum4_bytes_avx2(c00, c01, c02, c03));
+    t1 = _mm256_add_epi64(t1, sum4_bytes_avx2(c10, c11, c12, c13));
   }
+  alignas(32) std::int64_t total[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(total), t0);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(total + 4), t1);
   for (; i < words; ++i)
     for (int j = 0; j < 4; ++j) {
       total[j] += std::popcount(w0[i] ^ x[j * ldx + i]);

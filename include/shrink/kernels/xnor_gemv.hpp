@@ -39,12 +39,11 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const std::uint64_t* w, index_t ldw, in
                                          index_t words, std::int32_t* out) {
   using xnor_impl::load4;
   using xnor_impl::popcount_bytes_avx2;
-  using xnor_impl::sum_bytes_avx2;
   index_t m = 0;
   const index_t vec = words & ~index_t{3};
   for (; m + 4 <= mt; m += 4) {
     const std::uint64_t *w0 = w + m * ldw, *w1 = w0 + ldw, *w2 = w1 + ldw, *w3 = w2 + ldw;
-    std::int64_t t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+    __m256i t = _mm256_setzero_si256();
     index_t i = 0;
     while (i < vec) {
       const index_t end = std::min(vec, i + 4 * xnor_impl::k_avx2_flush);
@@ -56,8 +55,11 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const std::uint64_t* w, index_t ldw, in
         c2 = _mm256_add_epi8(c2, popcount_bytes_avx2(_mm256_xor_si256(load4(w2 + i), b)));
         c3 = _mm256_add_epi8(c3, popcount_bytes_avx2(_mm256_xor_si256(load4(w3 + i), b)));
       }
-      t0 += sum_bytes_avx2(c0), t1 += sum_bytes_avx2(c1), t2 += sum_bytes_avx2(c2), t3 += sum_bytes_avx2(c3);
+      t = _mm256_add_epi64(t, xnor_impl::sum4_bytes_avx2(c0, c1, c2, c3));
     }
+    alignas(32) std::int64_t tt[4];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(tt), t);
+    std::int64_t t0 = tt[0], t1 = tt[1], t2 = tt[2], t3 = tt[3];
     for (; i < words; ++i) {
       t0 += std::popcount(w0[i] ^ x[i]), t1 += std::popcount(w1[i] ^ x[i]);
       t2 += std::popcount(w2[i] ^ x[i]), t3 += std::popcount(w3[i] ^ x[i]);
