@@ -122,12 +122,18 @@ template <int H>
 SHRINK_TARGET_AVX2 inline void tile_avx2(const std::uint32_t* col, const std::int8_t* val, index_t n,
                                          const std::int8_t* x, index_t ldx, std::int32_t* y) {
   __m256i lo[H], hi[H];
+#pragma GCC unroll 8
   for (int h = 0; h < H; ++h) lo[h] = hi[h] = _mm256_setzero_si256();
   for (index_t k = 0; k < n; k += 2) {
     const bool pair = k + 1 < n;
     const std::int8_t* x1 = x + col[k] * ldx;
     const std::int8_t* x2 = pair ? x + col[k + 1] * ldx : x1;
     const __m256i wp = _mm256_set1_epi32(pair_weights(val[k], pair ? val[k + 1] : std::int8_t{0}));
+    if (k + 9 < n) {  // X rows are random L2 accesses: fetch the pair 8 entries ahead
+      _mm_prefetch(reinterpret_cast<const char*>(x + col[k + 8] * ldx), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(x + col[k + 9] * ldx), _MM_HINT_T0);
+    }
+#pragma GCC unroll 8
     for (int h = 0; h < H; ++h) {
       const __m256i a = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x1 + 16 * h)));
       const __m256i b = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x2 + 16 * h)));
@@ -135,6 +141,7 @@ SHRINK_TARGET_AVX2 inline void tile_avx2(const std::uint32_t* col, const std::in
       hi[h] = _mm256_add_epi32(hi[h], _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wp));
     }
   }
+#pragma GCC unroll 8
   for (int h = 0; h < H; ++h) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 16 * h), _mm256_permute2x128_si256(lo[h], hi[h], 0x20));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y + 16 * h + 8), _mm256_permute2x128_si256(lo[h], hi[h], 0x31));
@@ -156,6 +163,14 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan_int8& p, const std::i
   }
 }
 
+// SIMDe 0.7.4 (the emulated test build) defines its _mm512_madd_epi16 alias with the masked
+// form's four parameters; its simde_ function has the right two.
+#if defined(SHRINK_EMULATE_AVX512)
+#define SHRINK_SPARSE_MADD512 simde_mm512_madd_epi16
+#else
+#define SHRINK_SPARSE_MADD512 _mm512_madd_epi16
+#endif
+
 // ---- avx512: the same pairing on 32 columns per register; unpacking inside 128-bit lanes
 // leaves lane L of `lo` with columns 8L..8L+3 and of `hi` with 8L+4..8L+7, reordered
 // through memory at the store (once per row tile).
@@ -163,19 +178,26 @@ template <int H>
 SHRINK_TARGET_AVX512 inline void tile_avx512(const std::uint32_t* col, const std::int8_t* val, index_t n,
                                              const std::int8_t* x, index_t ldx, std::int32_t* y) {
   __m512i lo[H], hi[H];
+#pragma GCC unroll 8
   for (int h = 0; h < H; ++h) lo[h] = hi[h] = _mm512_setzero_si512();
   for (index_t k = 0; k < n; k += 2) {
     const bool pair = k + 1 < n;
     const std::int8_t* x1 = x + col[k] * ldx;
     const std::int8_t* x2 = pair ? x + col[k + 1] * ldx : x1;
     const __m512i wp = _mm512_set1_epi32(pair_weights(val[k], pair ? val[k + 1] : std::int8_t{0}));
+    if (k + 9 < n) {
+      _mm_prefetch(reinterpret_cast<const char*>(x + col[k + 8] * ldx), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(x + col[k + 9] * ldx), _MM_HINT_T0);
+    }
+#pragma GCC unroll 8
     for (int h = 0; h < H; ++h) {
       const __m512i a = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x1 + 32 * h)));
       const __m512i b = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x2 + 32 * h)));
-      lo[h] = _mm512_add_epi32(lo[h], _mm512_madd_epi16(_mm512_unpacklo_epi16(a, b), wp));
-      hi[h] = _mm512_add_epi32(hi[h], _mm512_madd_epi16(_mm512_unpackhi_epi16(a, b), wp));
+      lo[h] = _mm512_add_epi32(lo[h], SHRINK_SPARSE_MADD512(_mm512_unpacklo_epi16(a, b), wp));
+      hi[h] = _mm512_add_epi32(hi[h], SHRINK_SPARSE_MADD512(_mm512_unpackhi_epi16(a, b), wp));
     }
   }
+#pragma GCC unroll 8
   for (int h = 0; h < H; ++h) {
     alignas(64) std::int32_t l[16], u[16];
     _mm512_store_si512(l, lo[h]);
