@@ -1,10 +1,16 @@
 // mask.hpp: prune::mask (a dense keep/prune byte per weight), pruning targets, the exact prune count, and apply().
 #pragma once
 
+#include <array>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "../core/aligned_buffer.hpp"
@@ -14,7 +20,7 @@
 
 namespace shrink::prune {
 
-/// A dense pruning mask: one byte per weight, 1 = keep, 0 = pruned, in the row-major order of
+/// A dense pruning mask: one byte per weight, 1 = keep, 0 = pruned (any non-zero byte keeps), in the row-major order of
 /// the weights it was computed from. `dims()` is the weights' shape (rank 1 to 4). The sparse
 /// formats (`sparse::csr::from_dense(weights, mask)` …) and `apply` consume it. One byte per
 /// weight (not one bit) so that building, applying and converting stay branch-free byte loops;
@@ -23,26 +29,52 @@ class mask {
  public:
   mask() = default;
   /// A mask of the given shape, every element set to `keep` (1) or pruned (0).
-  explicit mask(std::vector<index_t> dims, std::uint8_t keep = 1) : dims_(std::move(dims)) {
+  explicit mask(std::vector<index_t> dims, std::uint8_t keep = 1) : mask(std::move(dims), uninitialized{}) {
+    if (size_ != 0) std::memset(bytes_.get(), keep != 0 ? 1 : 0, static_cast<std::size_t>(size_));
+  }
+  /// Tag: storage whose bytes the caller overwrites entirely (saves a pass over large masks).
+  struct uninitialized {};
+  mask(std::vector<index_t> dims, uninitialized) : dims_(std::move(dims)) {
     SHRINK_REQUIRE(!dims_.empty() && dims_.size() <= 4, errc::invalid_argument,
                    "prune::mask: rank must be in [1, 4], got ", dims_.size());
     index_t n = 1;
     for (index_t d : dims_) {
       SHRINK_REQUIRE(d >= 0, errc::invalid_argument, "prune::mask: extents must be >= 0, got ", d);
+      SHRINK_REQUIRE(d == 0 || n <= std::numeric_limits<index_t>::max() / d, errc::overflow,
+                     "prune::mask: element count overflows");
       n *= d;
     }
-    bytes_ = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(n));
-    if (keep != 0)
-      for (auto& b : bytes_) b = 1;
+    size_ = n;
+    if (n != 0)
+      bytes_.reset(static_cast<std::uint8_t*>(
+          ::operator new((static_cast<std::size_t>(n) + k_alignment - 1) / k_alignment * k_alignment,
+                         std::align_val_t{k_alignment})));
+  }
+  mask(const mask& o) : mask(o.dims_, uninitialized{}) {
+    if (size_ != 0) std::memcpy(bytes_.get(), o.bytes_.get(), static_cast<std::size_t>(size_));
+  }
+  mask& operator=(const mask& o) {
+    if (this != &o) *this = mask(o);
+    return *this;
+  }
+  mask(mask&& o) noexcept
+      : dims_(std::move(o.dims_)), size_(std::exchange(o.size_, 0)), bytes_(std::move(o.bytes_)) {}
+  mask& operator=(mask&& o) noexcept {
+    dims_ = std::move(o.dims_);
+    size_ = std::exchange(o.size_, 0);
+    bytes_ = std::move(o.bytes_);
+    return *this;
   }
   template <std::size_t Rank>
   explicit mask(const shape<Rank>& s, std::uint8_t keep = 1)
       : mask(std::vector<index_t>(s.dims.begin(), s.dims.end()), keep) {}
+  template <std::size_t Rank>
+  mask(const shape<Rank>& s, uninitialized u) : mask(std::vector<index_t>(s.dims.begin(), s.dims.end()), u) {}
 
   [[nodiscard]] const std::vector<index_t>& dims() const noexcept { return dims_; }
   [[nodiscard]] std::size_t rank() const noexcept { return dims_.size(); }
   [[nodiscard]] index_t extent(std::size_t axis) const noexcept { return dims_[axis]; }
-  [[nodiscard]] index_t size() const noexcept { return static_cast<index_t>(bytes_.size()); }
+  [[nodiscard]] index_t size() const noexcept { return size_; }
   /// Rows and columns when the mask is read as a matrix: dims()[0] × (product of the rest).
   [[nodiscard]] index_t rows() const noexcept { return dims_.empty() ? 0 : (dims_.size() == 1 ? 1 : dims_[0]); }
   [[nodiscard]] index_t cols() const noexcept {
@@ -52,20 +84,22 @@ class mask {
     for (std::size_t a = 1; a < dims_.size(); ++a) c *= dims_[a];
     return c;
   }
-  [[nodiscard]] std::uint8_t* data() noexcept { return bytes_.data(); }
-  [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.data(); }
-  [[nodiscard]] std::span<std::uint8_t> span() noexcept { return bytes_.span(); }
-  [[nodiscard]] std::span<const std::uint8_t> span() const noexcept { return bytes_.span(); }
+  [[nodiscard]] std::uint8_t* data() noexcept { return bytes_.get(); }
+  [[nodiscard]] const std::uint8_t* data() const noexcept { return bytes_.get(); }
+  [[nodiscard]] std::span<std::uint8_t> span() noexcept { return {bytes_.get(), static_cast<std::size_t>(size_)}; }
+  [[nodiscard]] std::span<const std::uint8_t> span() const noexcept {
+    return {bytes_.get(), static_cast<std::size_t>(size_)};
+  }
   /// The mask as a rows() × cols() matrix view (what the sparse formats read).
   [[nodiscard]] tensor_view<const std::uint8_t, 2> matrix() const {
-    return {bytes_.data(), shape<2>{rows(), cols()}};
+    return {bytes_.get(), shape<2>{rows(), cols()}};
   }
-  std::uint8_t& operator[](index_t i) noexcept { return bytes_[static_cast<std::size_t>(i)]; }
-  std::uint8_t operator[](index_t i) const noexcept { return bytes_[static_cast<std::size_t>(i)]; }
+  std::uint8_t& operator[](index_t i) noexcept { return bytes_.get()[i]; }
+  std::uint8_t operator[](index_t i) const noexcept { return bytes_.get()[i]; }
 
   [[nodiscard]] index_t kept() const noexcept {
     index_t k = 0;
-    for (std::uint8_t b : bytes_) k += b != 0;
+    for (std::uint8_t b : span()) k += b != 0;
     return k;
   }
   [[nodiscard]] index_t pruned() const noexcept { return size() - kept(); }
@@ -84,14 +118,18 @@ class mask {
 
   friend bool operator==(const mask& a, const mask& b) noexcept {
     if (a.dims_ != b.dims_) return false;
-    for (std::size_t i = 0; i < a.bytes_.size(); ++i)
-      if ((a.bytes_[i] != 0) != (b.bytes_[i] != 0)) return false;
+    for (index_t i = 0; i < a.size_; ++i)
+      if ((a[i] != 0) != (b[i] != 0)) return false;
     return true;
   }
 
  private:
+  struct deleter {
+    void operator()(std::uint8_t* p) const noexcept { ::operator delete(p, std::align_val_t{k_alignment}); }
+  };
   std::vector<index_t> dims_;
-  aligned_buffer<std::uint8_t> bytes_;
+  index_t size_ = 0;
+  std::unique_ptr<std::uint8_t, deleter> bytes_;  // 64-byte aligned, like aligned_buffer
 };
 
 /// What to prune: a fraction of the elements (exact count, see prune_count) or everything whose

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,7 +31,7 @@
 //   2. one pass over the data writes mask = (key > hi), counts `below` = #(key < lo) and
 //      collects the few candidates with lo <= key <= hi (key and index);
 //   3. if below <= k <= below + #candidates, nth_element on the candidates (packed as
-//      key << 32 | ordinal, the ordinal following index order) picks exactly k - below of them
+//      key << 32 | index, so integer order is the tie rule's order) picks exactly k - below of them
 //      to prune; otherwise (a bracket miss, never seen in practice) the pass repeats with the
 //      whole key range as bracket, which is the exact nth_element over everything.
 //   The cost is one read of the weights plus one byte written per weight.
@@ -49,19 +50,29 @@ struct segment {
   std::uint8_t* out = nullptr;
 };
 
-/// Candidates collected by the classifying pass: global index and key << 32 | ordinal.
+/// Candidates collected by the classifying pass, each packed as key << 32 | global index (so
+/// integer order is the (score, index) order and ties need no extra work). A plain growable
+/// array: appends are unchecked after `ensure`, which keeps the pass's inner loop branch-light.
 struct candidates {
-  std::vector<index_t> index;
-  std::vector<std::uint64_t> packed;
-  void clear() {
-    index.clear();
-    packed.clear();
+  std::unique_ptr<std::uint64_t[]> data;
+  std::size_t size = 0, capacity = 0;
+
+  void clear() noexcept { size = 0; }
+  void ensure(std::size_t extra) {
+    if (capacity - size >= extra) return;
+    const std::size_t cap = std::max(2 * capacity, size + extra);
+    std::unique_ptr<std::uint64_t[]> bigger(new std::uint64_t[cap]);
+    if (size != 0) std::memcpy(bigger.get(), data.get(), size * sizeof(std::uint64_t));
+    data = std::move(bigger);
+    capacity = cap;
   }
-  void push(index_t i, std::uint32_t key) {
-    packed.push_back(static_cast<std::uint64_t>(key) << 32 | static_cast<std::uint64_t>(index.size()));
-    index.push_back(i);
+  void put(index_t i, std::uint32_t key) noexcept {
+    data[size++] = static_cast<std::uint64_t>(key) << 32 | static_cast<std::uint64_t>(i);
   }
 };
+
+/// Elements a classify call handles between capacity checks.
+inline constexpr index_t k_classify_block = 4096;
 
 struct classify_result {
   index_t below = 0;
@@ -77,23 +88,15 @@ inline classify_result classify_reference(const float* x, index_t n, std::uint32
                                           std::uint8_t* out, index_t base, candidates& c) {
   classify_result r;
   for (index_t i = 0; i < n; ++i) {
+    if (i % k_classify_block == 0) c.ensure(static_cast<std::size_t>(k_classify_block));
     const std::uint32_t k = key_of(x[i]);
     r.nan |= k > k_inf_key;
     out[i] = static_cast<std::uint8_t>(k > hi);
     r.below += k < lo;
-    if (k >= lo && k <= hi) c.push(base + i, k);
+    if (k >= lo && k <= hi) c.put(base + i, k);
   }
   return r;
 }
-
-// 8 mask bits -> 8 bytes of 0/1.
-inline constexpr std::array<std::uint64_t, 256> k_bits_to_bytes = [] {
-  std::array<std::uint64_t, 256> t{};
-  for (unsigned v = 0; v < 256; ++v)
-    for (unsigned b = 0; b < 8; ++b)
-      if ((v >> b) & 1u) t[v] |= std::uint64_t{1} << (8 * b);
-  return t;
-}();
 
 #if SHRINK_HAS_X86_PATHS
 SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t n, std::uint32_t lo, std::uint32_t hi,
@@ -106,26 +109,40 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t 
   __m256i nan = _mm256_setzero_si256();
   classify_result r;
   index_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256i k0 = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs_bits);
-    const __m256i k1 = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8)), abs_bits);
-    nan = _mm256_or_si256(nan, _mm256_or_si256(_mm256_cmpgt_epi32(k0, vinf), _mm256_cmpgt_epi32(k1, vinf)));
-    const unsigned g0 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k0, vhi))));
-    const unsigned g1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(k1, vhi))));
-    const unsigned l0 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, k0))));
-    const unsigned l1 = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, k1))));
-    const std::uint64_t b0 = k_bits_to_bytes[g0], b1 = k_bits_to_bytes[g1];
-    std::memcpy(out + i, &b0, 8);
-    std::memcpy(out + i + 8, &b1, 8);
-    const unsigned lows = l0 | (l1 << 8);
+  // The mask is written once and not read back here: 32-byte non-temporal stores skip the
+  // read-for-ownership of its cache lines when `out` is 32-byte aligned (masks are 64-aligned).
+  const bool stream = (reinterpret_cast<std::uintptr_t>(out) & 31u) == 0;
+  for (; i + 32 <= n; i += 32) {
+    if (i % k_classify_block == 0) c.ensure(static_cast<std::size_t>(k_classify_block));
+    __m256i gt[4];
+    unsigned lows = 0, highs = 0;
+    for (int h = 0; h < 4; ++h) {
+      const __m256i k = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8 * h)), abs_bits);
+      nan = _mm256_or_si256(nan, _mm256_cmpgt_epi32(k, vinf));
+      gt[h] = _mm256_cmpgt_epi32(k, vhi);
+      const auto l = static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vlo, k))));
+      highs |= static_cast<unsigned>(_mm256_movemask_ps(_mm256_castsi256_ps(gt[h]))) << (8 * h);
+      lows |= l << (8 * h);
+    }
+    // 32 lanes of 0/-1 -> 32 bytes of 0/1 in order (the packs interleave 128-bit lanes; the
+    // permute puts the 4-byte groups back in element order).
+    const __m256i p16a = _mm256_packs_epi32(gt[0], gt[1]), p16b = _mm256_packs_epi32(gt[2], gt[3]);
+    const __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+    const __m256i packed = _mm256_and_si256(_mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)),
+                                            _mm256_set1_epi8(1));
+    if (stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(out + i), packed);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), packed);
     r.below += std::popcount(lows);
-    unsigned cand = ~(g0 | (g1 << 8) | lows) & 0xffffu;
+    unsigned cand = ~(highs | lows);
     while (cand != 0) {
       const int j = std::countr_zero(cand);
       cand &= cand - 1;
-      c.push(base + i + j, key_of(x[i + j]));
+      c.put(base + i + j, key_of(x[i + j]));
     }
   }
+  if (stream) _mm_sfence();
   r.nan = !_mm256_testz_si256(nan, nan);
   const classify_result t = classify_reference(x + i, n - i, lo, hi, out + i, base + i, c);
   r.below += t.below;
@@ -196,55 +213,65 @@ inline void select_prune(const std::vector<segment>& segs, index_t k, const char
   std::uint32_t lo = 0, hi = k_abs_bits;
   constexpr index_t k_exact_below = index_t{1} << 15;
   if (n >= k_exact_below) {
-    const index_t s = std::min<index_t>(n / 8, index_t{1} << 17);
-    std::vector<std::uint32_t> sample(static_cast<std::size_t>(s));
-    // Deterministic strided sample over the concatenation.
+    // Deterministic strided sample over the concatenation: runs of k_run consecutive
+    // elements (one cache line fetch serves several samples) at evenly spaced positions.
+    constexpr index_t k_run = 8;
+    const index_t s = std::min<index_t>(n / 8, index_t{1} << 16);
+    const index_t positions = s / k_run, step = n / positions;
+    std::vector<std::uint32_t> sample;
+    sample.reserve(static_cast<std::size_t>(s));
     std::size_t seg = 0;
     index_t seg_base = 0;
-    for (index_t j = 0; j < s; ++j) {
-      const index_t g = (j * n) / s + (n / s) / 2;
+    for (index_t j = 0; j < positions; ++j) {
+      const index_t g = j * step + step / 2;
       while (g >= seg_base + segs[seg].size) seg_base += segs[seg++].size;
-      sample[static_cast<std::size_t>(j)] = key_of(segs[seg].data[g - seg_base]);
+      const float* d = segs[seg].data + (g - seg_base);
+      const index_t run = std::min(k_run, seg_base + segs[seg].size - g);
+      for (index_t t = 0; t < run; ++t) sample.push_back(key_of(d[t]));
     }
+    const auto ns = static_cast<index_t>(sample.size());
     const double q = static_cast<double>(k) / static_cast<double>(n);
-    const double delta = 4.0 * std::sqrt(q * (1.0 - q) / static_cast<double>(s)) + 2.0 / static_cast<double>(s);
-    const auto lo_rank = static_cast<index_t>(std::floor((q - delta) * static_cast<double>(s)));
-    const auto hi_rank = static_cast<index_t>(std::ceil((q + delta) * static_cast<double>(s)));
+    const double delta = 4.0 * std::sqrt(q * (1.0 - q) / static_cast<double>(ns)) + 2.0 / static_cast<double>(ns);
+    const auto lo_rank = static_cast<index_t>(std::floor((q - delta) * static_cast<double>(ns)));
+    const auto hi_rank = static_cast<index_t>(std::ceil((q + delta) * static_cast<double>(ns)));
     auto first = sample.begin();
-    if (hi_rank < s) {
+    if (hi_rank < ns) {
       std::nth_element(first, first + hi_rank, sample.end());
       hi = std::min(sample[static_cast<std::size_t>(hi_rank)], k_abs_bits);
     }
     if (lo_rank > 0) {
-      std::nth_element(first, first + lo_rank, first + std::min(hi_rank, s));
+      std::nth_element(first, first + lo_rank, first + std::min(hi_rank, ns));
       lo = std::min(sample[static_cast<std::size_t>(lo_rank)], hi);
     }
-    c.index.reserve(static_cast<std::size_t>(4.0 * delta * static_cast<double>(n)) + 64);
-    c.packed.reserve(c.index.capacity());
+    c.ensure(static_cast<std::size_t>(3.0 * delta * static_cast<double>(n)) + 64);
   }
   index_t below = classify_all(segs, lo, hi, c, who, what);
-  if (below > k || below + static_cast<index_t>(c.index.size()) < k) {  // bracket missed: exact over all
+  if (below > k || below + static_cast<index_t>(c.size) < k) {  // bracket missed: exact over all
     c.clear();
     lo = 0;
     hi = k_abs_bits;
     below = classify_all(segs, lo, hi, c, who, what);
   }
-  const index_t r = k - below;  // candidates to prune, the r lowest by (key, index)
-  const auto ncand = static_cast<index_t>(c.packed.size());
-  if (r > 0 && r < ncand) std::nth_element(c.packed.begin(), c.packed.begin() + r, c.packed.end());
-  // Candidates were written as pruned; keep those ranked r and above.
-  std::vector<index_t> starts;
-  starts.reserve(segs.size() + 1);
-  index_t acc = 0;
-  for (const segment& s : segs) {
-    starts.push_back(acc);
-    acc += s.size;
-  }
-  for (index_t j = r; j < ncand; ++j) {
-    const index_t g = c.index[static_cast<std::size_t>(c.packed[static_cast<std::size_t>(j)] & 0xffffffffu)];
-    const auto it = std::upper_bound(starts.begin(), starts.end(), g) - 1;
-    const auto si = static_cast<std::size_t>(it - starts.begin());
-    segs[si].out[g - *it] = 1;
+  // Candidates were written as pruned; the r lowest by (key, index) stay pruned, the rest are
+  // kept. nth_element finds the r-th packed value P; the candidates are then revisited in index
+  // order (a copy taken before the partition) so the mask writes walk memory forwards.
+  const index_t r = k - below;
+  const auto ncand = static_cast<index_t>(c.size);
+  if (r >= ncand) return;
+  std::uint64_t* cand = c.data.get();
+  std::vector<std::uint64_t> in_order(cand, cand + ncand);
+  std::nth_element(cand, cand + r, cand + ncand);
+  const std::uint64_t pivot = cand[r];
+  std::size_t si = 0;
+  index_t seg_end = segs[0].size, seg_start = 0;
+  for (const std::uint64_t v : in_order) {
+    if (v < pivot) continue;
+    const auto g = static_cast<index_t>(v & 0xffffffffu);
+    while (g >= seg_end) {
+      seg_start = seg_end;
+      seg_end += segs[++si].size;
+    }
+    segs[si].out[g - seg_start] = 1;
   }
 }
 

@@ -90,10 +90,26 @@ channel_selection channels(tensor_view<const float, Rank> weights, channel_axis 
 }
 
 namespace detail {
+// Index of the first NaN in x[0, n), or -1. Integer compares on the bit patterns vectorise.
+inline index_t first_nan(const float* x, index_t n) {
+  constexpr index_t k_chunk = 1024;
+  for (index_t b = 0; b < n; b += k_chunk) {
+    const index_t e = std::min(n, b + k_chunk);
+    bool any = false;
+    for (index_t i = b; i < e; ++i) any |= key_of(x[i]) > k_inf_key;
+    if (any)
+      for (index_t i = b; i < e; ++i)
+        if (std::isnan(x[i])) return i;
+  }
+  return -1;
+}
+
 // Keeps the n highest-ranked of m scores read at p[0], p[step], …: element j is kept iff fewer
 // than n elements outrank it, where "outranks" is (score, index) greater, so among equal
-// scores the lower index is pruned first (the shared tie rule).
+// scores the lower index is pruned first (the shared tie rule). M > 0 fixes m at compile time.
+template <int M>
 inline void keep_n_of_m(const float* p, index_t step, int n, int m, std::uint8_t* out, index_t ostep, float* tmp) {
+  if constexpr (M > 0) m = M;
   for (int j = 0; j < m; ++j) tmp[j] = std::fabs(p[j * step]);
   for (int j = 0; j < m; ++j) {
     int above = 0;
@@ -101,6 +117,17 @@ inline void keep_n_of_m(const float* p, index_t step, int n, int m, std::uint8_t
     for (int i = 0; i < m; ++i) above += (tmp[i] > s) | ((tmp[i] == s) & (i > j));
     out[j * ostep] = static_cast<std::uint8_t>(above < n);
   }
+}
+
+template <int M>
+void n_m_all(const float* w, index_t d0, index_t d1, index_t rest, int n, int m, std::uint8_t* out) {
+  float tmp[M > 0 ? M : 256];
+  for (index_t o = 0; o < d0; ++o)
+    for (index_t g = 0; g < d1; g += m)
+      for (index_t r = 0; r < rest; ++r) {
+        const index_t base = (o * d1 + g) * rest + r;
+        keep_n_of_m<M>(w + base, rest, n, m, out + base, rest, tmp);
+      }
 }
 }  // namespace detail
 
@@ -120,16 +147,15 @@ mask n_m(tensor_view<const float, Rank> weights, int n, int m) {
   SHRINK_REQUIRE(d1 % m == 0, errc::shape_mismatch, who, ": M = ", m, " must divide the input dimension ", d1,
                  " (pad the weights or choose another M)");
   detail::contiguous<Rank> w(weights);
-  const index_t total = weights.size();
-  for (index_t i = 0; i < total; ++i) detail::check_finite_at(w.data[i], i, who);
-  mask out(weights.shape(), 0);
-  std::vector<float> tmp(static_cast<std::size_t>(m));
-  for (index_t o = 0; o < d0; ++o)
-    for (index_t g = 0; g < d1; g += m)
-      for (index_t r = 0; r < rest; ++r) {
-        const index_t base = (o * d1 + g) * rest + r;
-        detail::keep_n_of_m(w.data + base, rest, n, m, out.data() + base, rest, tmp.data());
-      }
+  const index_t bad = detail::first_nan(w.data, weights.size());
+  if (bad >= 0) detail::check_finite_at(w.data[bad], bad, who);
+  mask out(weights.shape(), mask::uninitialized{});
+  if (m == 4)
+    detail::n_m_all<4>(w.data, d0, d1, rest, n, m, out.data());
+  else if (m == 8)
+    detail::n_m_all<8>(w.data, d0, d1, rest, n, m, out.data());
+  else
+    detail::n_m_all<0>(w.data, d0, d1, rest, n, m, out.data());
   return out;
 }
 
@@ -159,31 +185,31 @@ inline mask block(tensor_view<const float, 2> weights, const block_options& opt,
   detail::contiguous<2> w(weights);
   const index_t br = (r + opt.rows - 1) / opt.rows, bc = (c + opt.cols - 1) / opt.cols;
   std::vector<float> scores(static_cast<std::size_t>(br * bc));
-  std::vector<double> acc(static_cast<std::size_t>(bc));
+  std::vector<float> col(static_cast<std::size_t>(c));  // per-column partial sums of one block row
+  const bool l1 = opt.norm == norm::l1;
   for (index_t bi = 0; bi < br; ++bi) {
-    std::fill(acc.begin(), acc.end(), 0.0);
+    std::fill(col.begin(), col.end(), 0.0f);
     for (index_t i = bi * opt.rows; i < std::min(r, (bi + 1) * opt.rows); ++i) {
       const float* row = w.data + i * c;
-      for (index_t bj = 0; bj < bc; ++bj) {
-        float part = 0.0f;  // a block row in float (<= cols terms), the block total in double
-        bool nan = false;
-        for (index_t j = bj * opt.cols, e = std::min(c, (bj + 1) * opt.cols); j < e; ++j) {
-          nan |= std::isnan(row[j]);
-          part += opt.norm == norm::l1 ? std::fabs(row[j]) : row[j] * row[j];
-        }
-        if (nan)
-          for (index_t j = bj * opt.cols; j < std::min(c, (bj + 1) * opt.cols); ++j)
-            detail::check_finite_at(row[j], i * c + j, who);
-        acc[static_cast<std::size_t>(bj)] += static_cast<double>(part);
-      }
+      float* cp = col.data();
+      if (l1)
+        for (index_t j = 0; j < c; ++j) cp[j] += std::fabs(row[j]);
+      else
+        for (index_t j = 0; j < c; ++j) cp[j] += row[j] * row[j];
     }
     for (index_t bj = 0; bj < bc; ++bj) {
-      const double a = acc[static_cast<std::size_t>(bj)];
-      scores[static_cast<std::size_t>(bi * bc + bj)] = static_cast<float>(opt.norm == norm::l1 ? a : std::sqrt(a));
+      double a = 0.0;
+      for (index_t j = bj * opt.cols, e = std::min(c, (bj + 1) * opt.cols); j < e; ++j) a += col[static_cast<std::size_t>(j)];
+      if (std::isnan(a)) {  // NaN propagates into its block's sum; report the first NaN element
+        const index_t i0 = bi * opt.rows;
+        const index_t bad = detail::first_nan(w.data + i0 * c, (std::min(r, i0 + opt.rows) - i0) * c);
+        detail::check_finite_at(std::nanf(""), i0 * c + bad, who);
+      }
+      scores[static_cast<std::size_t>(bi * bc + bj)] = static_cast<float>(l1 ? a : std::sqrt(a));
     }
   }
   const std::vector<std::uint8_t> keep = detail::select_scores(scores, t, who);
-  mask out(weights.shape(), 0);
+  mask out(weights.shape(), mask::uninitialized{});
   for (index_t i = 0; i < r; ++i)
     for (index_t bj = 0; bj < bc; ++bj) {
       const index_t j0 = bj * opt.cols;

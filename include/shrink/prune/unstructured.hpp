@@ -65,7 +65,7 @@ inline void run_target(const std::vector<segment>& segs, index_t total, const ta
 template <std::size_t Rank>
 mask magnitude(tensor_view<const float, Rank> weights, const target& t) {
   detail::contiguous<Rank> w(weights);
-  mask m(weights.shape(), 0);
+  mask m(weights.shape(), mask::uninitialized{});  // every byte is written by the selection
   detail::run_target({{w.data, weights.size(), m.data()}}, weights.size(), t, "prune::magnitude", "weight");
   return m;
 }
@@ -79,7 +79,7 @@ inline std::vector<mask> global_magnitude(std::span<const layer_ref> layers, con
   std::vector<detail::segment> segs;
   index_t total = 0;
   for (const layer_ref& l : layers) {
-    masks.emplace_back(l.dims, std::uint8_t{0});
+    masks.emplace_back(l.dims, mask::uninitialized{});
     SHRINK_REQUIRE(masks.back().size() == static_cast<index_t>(l.values.size()), errc::shape_mismatch,
                    "prune::global_magnitude: a layer has ", l.values.size(), " values but its dims hold ",
                    masks.back().size());
@@ -106,7 +106,7 @@ mask taylor(tensor_view<const float, Rank> weights, tensor_view<const float, Ran
                    " (weight ", w.data[i], ", gradient ", g.data[i], "); expected finite values");
     scores[static_cast<std::size_t>(i)] = s;
   }
-  mask m(weights.shape(), 0);
+  mask m(weights.shape(), mask::uninitialized{});
   detail::run_target({{scores.data(), n, m.data()}}, n, t, "prune::taylor", "score");
   return m;
 }
