@@ -14,6 +14,8 @@ using quant::fixed_point_multiplier;
 
 namespace {
 
+__extension__ typedef __int128 i128;  // exact 128-bit products for the oracle (GCC/Clang)
+
 constexpr std::int32_t k_min = std::numeric_limits<std::int32_t>::min();
 constexpr std::int32_t k_max = std::numeric_limits<std::int32_t>::max();
 
@@ -21,12 +23,12 @@ constexpr std::int32_t k_max = std::numeric_limits<std::int32_t>::max();
 // (128-bit products, explicit floor division) so a transcription slip in the library shows.
 std::int32_t srdhm_gemmlowp(std::int32_t a, std::int32_t b) {
   if (a == k_min && b == k_min) return k_max;
-  const __int128 ab = static_cast<__int128>(a) * b;
+  const i128 ab = static_cast<i128>(a) * b;
   // ab ≥ 0: floor((ab + 2^30) / 2^31); ab < 0: truncation toward zero of (ab + 1 − 2^30) / 2^31
   // (so exact ties go toward +inf on both sides).
-  if (ab >= 0) return static_cast<std::int32_t>((ab + (__int128{1} << 30)) >> 31);
-  const __int128 num = ab + 1 - (__int128{1} << 30);
-  const __int128 q = -((-num) >> 31);  // truncation toward zero for a negative numerator
+  if (ab >= 0) return static_cast<std::int32_t>((ab + (i128{1} << 30)) >> 31);
+  const i128 num = ab + 1 - (i128{1} << 30);
+  const i128 q = -((-num) >> 31);  // truncation toward zero for a negative numerator
   return static_cast<std::int32_t>(q);
 }
 
@@ -41,16 +43,16 @@ std::int32_t rdbpot_gemmlowp(std::int32_t x, int exponent) {
 
 // Exact real result x·q·2^(shift−31) as a rational p / 2^e (e = 31 − shift ≥ 0).
 struct exact {
-  __int128 num;
+  i128 num;
   int e;
 };
-exact exact_product(std::int32_t x, fixed_point_multiplier m) { return {static_cast<__int128>(x) * m.multiplier, 31 - m.shift}; }
+exact exact_product(std::int32_t x, fixed_point_multiplier m) { return {static_cast<i128>(x) * m.multiplier, 31 - m.shift}; }
 
 // round half away from zero of num / 2^e.
-__int128 round_exact(exact t) {
-  const __int128 d = __int128{1} << t.e;
-  const __int128 a = t.num < 0 ? -t.num : t.num;
-  const __int128 r = (a + d / 2) / d;
+i128 round_exact(exact t) {
+  const i128 d = i128{1} << t.e;
+  const i128 a = t.num < 0 ? -t.num : t.num;
+  const i128 r = (a + d / 2) / d;
   return t.num < 0 ? -r : r;
 }
 
@@ -132,7 +134,7 @@ TEST_CASE("multiply_by_quantized_multiplier is within 1 LSB of the exactly round
   std::uniform_real_distribution<double> expo(-31.0, 8.0);
   const auto edges = edge_inputs();
   long long checked = 0, off_by_one = 0;
-  __int128 worst_twice_err_num = 0;  // track max |z − t| against the bound below
+  i128 worst_twice_err_num = 0;  // track max |z − t| against the bound below
   auto check_one = [&](std::int32_t x, fixed_point_multiplier m) {
     const int left = m.shift > 0 ? m.shift : 0;
     const std::int64_t shifted = static_cast<std::int64_t>(x) * (std::int64_t{1} << left);
@@ -143,15 +145,15 @@ TEST_CASE("multiply_by_quantized_multiplier is within 1 LSB of the exactly round
       return;
     }
     const exact t = exact_product(x, m);
-    const __int128 rounded = round_exact(t);
-    const __int128 diff = static_cast<__int128>(z) - rounded;
+    const i128 rounded = round_exact(t);
+    const i128 diff = static_cast<i128>(z) - rounded;
     REQUIRE((diff >= -1 && diff <= 1));
     off_by_one += diff != 0;
     // Double rounding bound: |z − t| ≤ 1/2 + 2^-(r+1), r = right shift ⇒ 2^e|z − t| ≤ 2^(e−1) + 2^(e−r−1).
     const int right = m.shift > 0 ? 0 : -m.shift;
-    const __int128 err = static_cast<__int128>(z) * (__int128{1} << t.e) - t.num;
-    const __int128 abs_err = err < 0 ? -err : err;
-    REQUIRE(abs_err <= (__int128{1} << (t.e - 1)) + (__int128{1} << (t.e - right - 1)));
+    const i128 err = static_cast<i128>(z) * (i128{1} << t.e) - t.num;
+    const i128 abs_err = err < 0 ? -err : err;
+    REQUIRE(abs_err <= (i128{1} << (t.e - 1)) + (i128{1} << (t.e - right - 1)));
     if (abs_err > worst_twice_err_num) worst_twice_err_num = abs_err;
     ++checked;
   };

@@ -83,29 +83,35 @@ inline void tile_generic(const std::uint8_t* a, index_t a_stride, index_t rows, 
 // vpmaddwd sums two 16-bit products into int32 without saturation (|255·128·2| < 2^31).
 // vpmaddubsw would saturate (255·127·2 > 32767) and is never used. One ymm covers 4
 // outputs × 4 depth: lane 2c holds output c's depths {0,1}, lane 2c+1 depths {2,3}; the
-// activation quad is broadcast as 64 bits. 3 rows × 4 ymm = 12 accumulators.
+// activation quad is broadcast as 64 bits. 2 rows × 4 ymm = 8 accumulators: with 3 rows
+// (12 + 4 weights + 3 broadcasts > 16 ymm) GCC spilled accumulators every step.
 template <int R>
 SHRINK_TARGET_AVX2 inline void tile_avx2_rows(const std::uint8_t* a, index_t a_stride, const std::int8_t* panel,
                                                index_t quads, std::int32_t* acc) {
   __m256i s[R][4];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
+    #pragma GCC unroll 8
     for (int j = 0; j < 4; ++j) s[r][j] = _mm256_setzero_si256();
+  // 12 accumulators + 3 broadcasts + 1 weight register = 16 ymm: weights are widened one
+  // 16-byte group at a time so nothing spills.
   for (index_t q = 0; q < quads; ++q) {
     const auto* wp = reinterpret_cast<const __m128i*>(panel + q * 64);
-    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp));
-    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 1));
-    const __m256i w2 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 2));
-    const __m256i w3 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + 3));
+    __m256i ab[R];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       long long quad;
       std::memcpy(&quad, a + r * a_stride + q * 8, 8);
-      const __m256i ab = _mm256_set1_epi64x(quad);
-      s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(w0, ab));
-      s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(w1, ab));
-      s[r][2] = _mm256_add_epi32(s[r][2], _mm256_madd_epi16(w2, ab));
-      s[r][3] = _mm256_add_epi32(s[r][3], _mm256_madd_epi16(w3, ab));
+      ab[r] = _mm256_set1_epi64x(quad);
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < 4; ++j) {
+      const __m256i wj = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp + j));
+      #pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) s[r][j] = _mm256_add_epi32(s[r][j], _mm256_madd_epi16(wj, ab[r]));
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     // hadd pairs (depth {0,1} + {2,3}) → [c0 c1 c4 c5 | c2 c3 c6 c7]; 0xD8 restores order.
     const __m256i lo = _mm256_permute4x64_epi64(_mm256_hadd_epi32(s[r][0], s[r][1]), 0xD8);
@@ -119,8 +125,7 @@ inline void tile_avx2(const std::uint8_t* a, index_t a_stride, index_t rows, con
                       std::int32_t* acc) {
   switch (rows) {
     case 1: tile_avx2_rows<1>(a, a_stride, panel, quads, acc); break;
-    case 2: tile_avx2_rows<2>(a, a_stride, panel, quads, acc); break;
-    default: tile_avx2_rows<3>(a, a_stride, panel, quads, acc); break;
+    default: tile_avx2_rows<2>(a, a_stride, panel, quads, acc); break;
   }
 }
 
@@ -130,10 +135,12 @@ template <int R>
 SHRINK_TARGET_AVX_VNNI inline void tile_avx_vnni_rows(const std::uint8_t* a, index_t a_stride,
                                                        const std::int8_t* panel, index_t quads, std::int32_t* acc) {
   __m256i s[R][2];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) s[r][0] = s[r][1] = _mm256_setzero_si256();
   for (index_t q = 0; q < quads; ++q) {
     const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64));
     const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64 + 32));
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       int quad;
       std::memcpy(&quad, a + r * a_stride + q * 4, 4);
@@ -142,6 +149,7 @@ SHRINK_TARGET_AVX_VNNI inline void tile_avx_vnni_rows(const std::uint8_t* a, ind
       s[r][1] = _mm256_dpbusd_avx_epi32(s[r][1], ab, w1);
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), s[r][0]);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), s[r][1]);
@@ -167,15 +175,18 @@ SHRINK_TARGET_AVX512_VNNI inline void tile_avx512_vnni_rows(const std::uint8_t* 
                                                              const std::int8_t* panel, index_t quads,
                                                              std::int32_t* acc) {
   __m512i s[R];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) s[r] = _mm512_setzero_si512();
   for (index_t q = 0; q < quads; ++q) {
     const __m512i w = _mm512_loadu_si512(panel + q * 64);
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       int quad;
       std::memcpy(&quad, a + r * a_stride + q * 4, 4);
       s[r] = _mm512_dpbusd_epi32(s[r], _mm512_set1_epi32(quad), w);
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) _mm512_storeu_si512(acc + r * 16, s[r]);
 }
 
@@ -197,7 +208,7 @@ inline void tile_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t ro
 inline constexpr tile_kernel k_reference_tile{tile_reference, 4, false};
 inline constexpr tile_kernel k_generic_tile{tile_generic, 4, false};
 #if SHRINK_HAS_X86_PATHS
-inline constexpr tile_kernel k_avx2_tile{tile_avx2, 3, true};
+inline constexpr tile_kernel k_avx2_tile{tile_avx2, 2, true};
 inline constexpr tile_kernel k_avx_vnni_tile{tile_avx_vnni, 6, false};
 inline constexpr tile_kernel k_avx512_vnni_tile{tile_avx512_vnni, 8, false};
 #endif

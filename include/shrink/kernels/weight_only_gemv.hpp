@@ -215,21 +215,25 @@ template <int Bits, int R>
 SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
   __m256 total[R];
   float tail[R];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     total[r] = _mm256_setzero_ps();
     tail[r] = 0.0f;
   }
   const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
   const std::uint8_t* rows[R];
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) rows[r] = w.data.data() + (n + r) * w.row_bytes;
   const index_t vec_end = w.depth / 8 * 8;
   for (index_t g = 0; g < w.groups; ++g) {
     const index_t k0 = g * w.group, k1 = std::min(vec_end, k0 + w.group);
     __m256 ga[R][2];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
     index_t k = k0;
     for (; k + 16 <= k1; k += 16) {
       const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
+      #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
         ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
         ga[r][1] = _mm256_fmadd_ps(load8<Bits>(rows[r], k + 8, shifts), x1, ga[r][1]);
@@ -237,8 +241,10 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
     }
     for (; k + 8 <= k1; k += 8) {
       const __m256 x0 = _mm256_loadu_ps(x + k);
+      #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const float s = w.scale(n + r, g);
       total[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), _mm256_set1_ps(s), total[r]);
@@ -250,6 +256,7 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
       }
     }
   }
+  #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) y[n + r] = x86::hsum(total[r]) + tail[r];
 }
 

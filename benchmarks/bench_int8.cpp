@@ -1,0 +1,186 @@
+// bench_int8.cpp: int8 GEMM/GEMV, weight-only int8/int4 and codebook GEMV against oneDNN and Eigen (single thread unless named).
+#include <benchmark/benchmark.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <Eigen/Core>
+#include <shrink/core.hpp>
+#include <shrink/core/bits.hpp>
+#include <shrink/kernels/int8_gemm.hpp>
+#include <shrink/kernels/lut_gemv.hpp>
+#include <shrink/kernels/weight_only_gemv.hpp>
+#include <support/bench.hpp>
+
+#if defined(SHRINK_HAVE_ONEDNN)
+#include <dnnl.h>
+#endif
+
+namespace {
+
+using shrink::index_t;
+
+// Cheap deterministic fill (a 64 M-element mt19937 fill would dominate start-up).
+template <class T>
+std::vector<T> fill(std::size_t n, std::uint32_t seed) {
+  std::vector<T> v(n);
+  std::uint32_t s = seed * 2654435761u + 1;
+  for (auto& x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = static_cast<T>(s >> 24);
+  }
+  return v;
+}
+
+std::vector<float> fill_float(std::size_t n, std::uint32_t seed) {
+  std::vector<float> v(n);
+  std::uint32_t s = seed * 2654435761u + 1;
+  for (auto& x : v) {
+    s = s * 1664525u + 1013904223u;
+    x = static_cast<float>(static_cast<int>(s >> 16) - 32768) / 32768.0f;
+  }
+  return v;
+}
+
+std::string shape_name(index_t m, index_t n, index_t k) {
+  return std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
+}
+
+void gemm_shrink(benchmark::State& state, index_t m, index_t n, index_t k, int threads) {
+  const auto a = fill<std::uint8_t>(static_cast<std::size_t>(m * k), 1);
+  const auto w = fill<std::int8_t>(static_cast<std::size_t>(n * k), 2);
+  const auto packed = shrink::kernels::pack_s8_weights(
+      shrink::tensor_view<const std::int8_t, 2>(w.data(), shrink::shape<2>{n, k}));
+  std::vector<std::int32_t> c(static_cast<std::size_t>(m * n));
+  std::vector<std::byte> ws(shrink::kernels::int8_gemm_workspace_bytes(m, k));
+  const shrink::context ctx{threads};
+  for (auto _ : state) {
+    shrink::kernels::int8_gemm(shrink::tensor_view<const std::uint8_t, 2>(a.data(), shrink::shape<2>{m, k}), 3, packed,
+                               shrink::tensor_view<std::int32_t, 2>(c.data(), shrink::shape<2>{m, n}), ws, ctx);
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::int8_detail::k_tiles))));
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  shrink::bench::set_bytes(state, static_cast<double>(m * k + n * k + 4 * m * n));
+}
+
+#if defined(SHRINK_HAVE_ONEDNN)
+// oneDNN's threading follows OMP_NUM_THREADS: run with OMP_NUM_THREADS=1 for the
+// single-thread comparison (benchmarks/results/int8.md).
+void gemm_onednn(benchmark::State& state, index_t m, index_t n, index_t k) {
+  const auto a = fill<std::uint8_t>(static_cast<std::size_t>(m * k), 1);
+  const auto w = fill<std::int8_t>(static_cast<std::size_t>(n * k), 2);  // W[N,K] = Bᵀ
+  std::vector<std::int32_t> c(static_cast<std::size_t>(m * n));
+  const std::int32_t co = 0;
+  for (auto _ : state) {
+    const dnnl_status_t st = dnnl_gemm_u8s8s32('N', 'T', 'F', m, n, k, 1.0f, a.data(), k, 3, w.data(), k, 0, 0.0f,
+                                               c.data(), n, &co);
+    if (st != dnnl_success) state.SkipWithError("dnnl_gemm_u8s8s32 failed");
+    benchmark::DoNotOptimize(c.data());
+    benchmark::ClobberMemory();
+  }
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k));
+  shrink::bench::set_bytes(state, static_cast<double>(m * k + n * k + 4 * m * n));
+}
+#endif
+
+constexpr index_t k_gv = 8192;
+
+void gemv_int4(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv, g = 32;
+  const auto nib = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 4);
+  std::vector<float> scales(static_cast<std::size_t>(n * k / g), 0.01f);
+  const auto w = shrink::kernels::pack_s4_weights<float>(nib, n, k, scales, g);
+  const auto x = fill_float(static_cast<std::size_t>(k), 5);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    shrink::kernels::weight_only_gemv(x, w, y, shrink::context{1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes() + w.scales_f32.size_bytes()));
+}
+
+void gemv_f32_w8(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv;
+  const auto w8 = fill<std::int8_t>(static_cast<std::size_t>(n * k), 6);
+  std::vector<float> scales(static_cast<std::size_t>(n), 0.01f);
+  const auto w = shrink::kernels::pack_s8_weight_only<float>(
+      shrink::tensor_view<const std::int8_t, 2>(w8.data(), shrink::shape<2>{n, k}), scales, 0);
+  const auto x = fill_float(static_cast<std::size_t>(k), 7);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    shrink::kernels::weight_only_gemv(x, w, y, shrink::context{1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes()));
+}
+
+void gemv_codebook4(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv;
+  const auto idx = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 8);  // 4-bit fields, pack_bits order
+  const auto centroids = fill_float(16, 9);
+  const auto w = shrink::kernels::pack_codebook_weights(idx, 4, n, k, centroids);
+  const auto x = fill_float(static_cast<std::size_t>(k), 10);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    shrink::kernels::codebook_gemv(x, w, y, shrink::context{1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, static_cast<double>(w.indices.size_bytes()));
+}
+
+void gemv_f32_eigen(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv;
+  Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> w(n, k);
+  const auto vals = fill_float(static_cast<std::size_t>(n * k), 11);
+  std::copy(vals.begin(), vals.end(), w.data());
+  const Eigen::VectorXf x = Eigen::VectorXf::Map(fill_float(static_cast<std::size_t>(k), 12).data(), k);
+  Eigen::VectorXf y(n);
+  for (auto _ : state) {
+    y.noalias() = w * x;
+    benchmark::DoNotOptimize(y.data());
+  }
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, 4.0 * static_cast<double>(n * k));
+}
+
+struct shape3 {
+  index_t m, n, k;
+};
+
+[[maybe_unused]] const int k_registered = [] {
+  const shape3 gemms[] = {{2048, 2048, 2048}, {512, 512, 512}, {64, 4096, 4096}, {1, k_gv, k_gv}};
+  for (const auto& s : gemms) {
+    const std::string op = s.m == 1 ? "gemv_u8s8s32" : "gemm_u8s8s32";
+    const std::string sh = shape_name(s.m, s.n, s.k);
+    benchmark::RegisterBenchmark(shrink::bench::name(op, "shrink", sh).c_str(),
+                                 [s](benchmark::State& st) { gemm_shrink(st, s.m, s.n, s.k, 1); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+#if defined(SHRINK_HAVE_ONEDNN)
+    benchmark::RegisterBenchmark(shrink::bench::name(op, "onednn", sh).c_str(),
+                                 [s](benchmark::State& st) { gemm_onednn(st, s.m, s.n, s.k); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+#endif
+  }
+  benchmark::RegisterBenchmark("gemm_u8s8s32/shrink_2threads/2048x2048x2048",
+                               [](benchmark::State& st) { gemm_shrink(st, 2048, 2048, 2048, 2); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_int4g32/shrink/1x8192x8192", gemv_int4)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_codebook4/shrink/1x8192x8192", gemv_codebook4)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_f32_w8/shrink/1x8192x8192", gemv_f32_w8)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_f32/eigen/1x8192x8192", gemv_f32_eigen)->Unit(benchmark::kMillisecond)->UseRealTime();
+  return 0;
+}();
+
+}  // namespace
