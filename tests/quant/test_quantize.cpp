@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <random>
 #include <shrink/metrics/errors.hpp>
 #include <shrink/quant.hpp>
 #include <vector>
@@ -172,7 +173,7 @@ TEST_CASE("compute_params follows the PyTorch observer formulas on random ranges
   CHECK(quant::compute_params(-1.0f, 2.0f, scheme::symmetric_range(8, false)).zero_point == 128);
 }
 
-TEST_CASE("every ISA path gives QuantizeLinear codes for per-channel int8 and per-group int4") {
+TEST_CASE("every ISA path gives QuantizeLinear codes per channel and per group") {
   auto x = testing::normal_floats(64 * 200, 5);
   // Plant exact ties: row 0 has amax 127 * 2^-5 (restricted scale 2^-5) and odd multiples of 2^-6.
   x[0] = 127.0f / 32.0f;
@@ -192,23 +193,28 @@ TEST_CASE("every ISA path gives QuantizeLinear codes for per-channel int8 and pe
           REQUIRE(q.code(r, c) == onnx_quantize(x[static_cast<std::size_t>(r * 200 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
       }
     }
-    for (const scheme& s : {quant::k_int4_symmetric, quant::k_uint4_affine, scheme::affine(2, true)}) {
-      const auto q = quant::quantize(view_of(x, shape<2>{64, 200}), options{s, granularity::per_group(32)});
-      REQUIRE(q.groups_per_row() == 7);  // 6 full groups of 32 and a last group of 8
-      for (index_t r = 0; r < 64; ++r)
-        for (index_t k = 0; k < 7; ++k) {
-          const index_t c0 = k * 32, n = std::min<index_t>(32, 200 - c0);
-          float mn = x[static_cast<std::size_t>(r * 200 + c0)], mx = mn;
-          for (index_t c = c0; c < c0 + n; ++c) {
-            mn = std::min(mn, x[static_cast<std::size_t>(r * 200 + c)]);
-            mx = std::max(mx, x[static_cast<std::size_t>(r * 200 + c)]);
+    for (index_t gs : {32, 64, 128, 48})
+      for (const scheme& s : {quant::k_int4_symmetric, quant::k_uint4_affine, scheme::affine(2, true), quant::k_qint8_symmetric,
+                              quant::k_quint8_affine}) {
+        INFO("group size " << gs << " bits " << s.bits);
+        const auto q = quant::quantize(view_of(x, shape<2>{64, 200}), options{s, granularity::per_group(gs)});
+        const index_t gpr = (200 + gs - 1) / gs;  // the last group of a row is shorter when gs does not divide 200
+        REQUIRE(q.groups_per_row() == gpr);
+        for (index_t r = 0; r < 64; ++r)
+          for (index_t k = 0; k < gpr; ++k) {
+            const index_t c0 = k * gs, n = std::min<index_t>(gs, 200 - c0);
+            float mn = x[static_cast<std::size_t>(r * 200 + c0)], mx = mn;
+            for (index_t c = c0; c < c0 + n; ++c) {
+              mn = std::min(mn, x[static_cast<std::size_t>(r * 200 + c)]);
+              mx = std::max(mx, x[static_cast<std::size_t>(r * 200 + c)]);
+            }
+            const auto t = s.symmetric ? torch_symmetric(mn, mx, s.qmin(), s.qmax()) : torch_affine(mn, mx, s.qmin(), s.qmax());
+            REQUIRE(q.scales()[static_cast<std::size_t>(r * gpr + k)] == t.scale);
+            REQUIRE(q.zero_points()[static_cast<std::size_t>(r * gpr + k)] == t.zero_point);
+            for (index_t c = c0; c < c0 + n; ++c)
+              REQUIRE(q.code(r, c) == onnx_quantize(x[static_cast<std::size_t>(r * 200 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
           }
-          const auto t = s.symmetric ? torch_symmetric(mn, mx, s.qmin(), s.qmax()) : torch_affine(mn, mx, s.qmin(), s.qmax());
-          REQUIRE(q.scales()[static_cast<std::size_t>(r * 7 + k)] == t.scale);
-          for (index_t c = c0; c < c0 + n; ++c)
-            REQUIRE(q.code(r, c) == onnx_quantize(x[static_cast<std::size_t>(r * 200 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
-        }
-    }
+      }
   });
 }
 
@@ -415,4 +421,45 @@ TEST_CASE("strided views are quantized like their contiguous copy") {
   const auto a = quant::quantize(odd_cols, o);
   const auto b = quant::quantize(view_of(copy, shape<2>{6, 4}), o);
   CHECK(all_codes(a) == all_codes(b));
+}
+
+TEST_CASE("codes equal true division next to ties for arbitrary scales on every path") {
+  // The AVX2 path multiplies by 1/scale and falls back to division near ties; values a few
+  // ulps either side of (k + 1/2) * scale are where a reciprocal alone would differ.
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<float> scale_dist(1e-3f, 3.0f);
+  testing::for_each_isa([&](kernels::isa) {
+    for (int trial = 0; trial < 40; ++trial) {
+      const float sc = scale_dist(rng);
+      std::vector<float> x;
+      for (int k = -130; k <= 130; ++k) {
+        float v = (static_cast<float>(k) + 0.5f) * sc;
+        for (int step = 0; step < 4; ++step) v = std::nextafter(v, -INFINITY);
+        for (int step = 0; step < 9; ++step, v = std::nextafter(v, INFINITY)) x.push_back(v);
+      }
+      for (const scheme& s : {quant::k_qint8_symmetric, quant::k_quint8_affine, quant::k_int4_symmetric}) {
+        const quant::params p{sc, s.symmetric ? 0 : 3};
+        const auto q = quant::quantize(view_of(x, shape<1>{x.size()}), options{s}, std::span(&p, 1));
+        for (std::size_t i = 0; i < x.size(); ++i)
+          REQUIRE(q.code(0, static_cast<index_t>(i)) == onnx_quantize(x[i], sc, p.zero_point, s.qmin(), s.qmax()));
+      }
+    }
+  });
+}
+
+TEST_CASE("quantize_into reuses storage and equals a fresh quantize") {
+  const auto a = testing::normal_floats(8 * 70, 30), b = testing::normal_floats(8 * 70, 31);
+  for (const options& o : {options{quant::k_int4_symmetric, granularity::per_group(32)},
+                           options{quant::k_qint8_symmetric, granularity::per_channel(0)},
+                           options{scheme::affine(2, false), granularity::per_tensor()}}) {
+    quant::quantized q;
+    quant::quantize_into(view_of(a, shape<2>{8, 70}), o, {}, q);
+    const auto* codes = q.codes().data();
+    quant::quantize_into(view_of(b, shape<2>{8, 70}), o, {}, q);
+    CHECK(q.codes().data() == codes);  // same buffer
+    const auto fresh = quant::quantize(view_of(b, shape<2>{8, 70}), o);
+    CHECK(all_codes(q) == all_codes(fresh));
+    CHECK(std::equal(q.scales().begin(), q.scales().end(), fresh.scales().begin(), fresh.scales().end()));
+    CHECK(std::memcmp(q.codes().data(), fresh.codes().data(), q.codes().size()) == 0);
+  }
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../core/tensor_view.hpp"
+#include "quantize.hpp"
 #include "scheme.hpp"
 
 namespace shrink::quant {
@@ -40,22 +41,34 @@ std::vector<params> compute_params(const O& obs, const scheme& s) {
 
 namespace detail {
 
-/// Calls visit(channel, values) for each channel of a batch, checking shape and finiteness.
-/// Per-tensor observers (channels == 1) see a 2-D batch as one channel.
+/// Calls visit(channel, values, range) for each row of a batch (rows are channels; a
+/// per-tensor observer, channels == 1, sees every row as channel 0), checking shape and
+/// finiteness; `range` is the row's min/max from the selected ISA path.
 template <class Visit>
 void for_each_channel(const char* who, index_t channels, tensor_view<const float, 2> x, Visit&& visit) {
   SHRINK_REQUIRE(!x.empty(), errc::empty_input, who, ": the batch is empty; expected at least one value");
   SHRINK_REQUIRE(channels == 1 || x.extent(0) == channels, errc::shape_mismatch, who, ": batch has ", x.extent(0),
                  " rows but the observer watches ", channels, " channels (rows are channels)");
-  std::vector<float> row(static_cast<std::size_t>(x.extent(1)));
+  const row_ops& ops = *kernels::select(k_row_ops);
+  if (channels == 1 && x.is_contiguous()) {  // a per-tensor observer sees the batch as one run
+    const run_range rr = ops.range(x.data(), x.size());
+    SHRINK_REQUIRE(rr.bad < 0, errc::non_finite, who, ": values must be finite; element ", rr.bad, " of the batch is ",
+                   x.data()[rr.bad < 0 ? 0 : rr.bad]);
+    visit(0, std::span<const float>(x.data(), static_cast<std::size_t>(x.size())), rr);
+    return;
+  }
+  std::vector<float> copy;
   for (index_t r = 0; r < x.extent(0); ++r) {
-    for (index_t c = 0; c < x.extent(1); ++c) {
-      const float v = x(r, c);
-      SHRINK_REQUIRE(std::isfinite(v), errc::non_finite, who, ": values must be finite; element ", r * x.extent(1) + c,
-                     " of the batch is ", v);
-      row[static_cast<std::size_t>(c)] = v;
+    const float* row = x.data() + r * x.stride(0);
+    if (x.stride(1) != 1 && x.extent(1) > 1) {  // strided: gather the row first
+      copy.resize(static_cast<std::size_t>(x.extent(1)));
+      for (index_t c = 0; c < x.extent(1); ++c) copy[static_cast<std::size_t>(c)] = x(r, c);
+      row = copy.data();
     }
-    visit(channels == 1 ? 0 : r, std::span<const float>(row));
+    const run_range rr = ops.range(row, x.extent(1));
+    SHRINK_REQUIRE(rr.bad < 0, errc::non_finite, who, ": values must be finite; element ", r * x.extent(1) + rr.bad,
+                   " of the batch is ", row[rr.bad < 0 ? 0 : rr.bad]);
+    visit(channels == 1 ? 0 : r, std::span<const float>(row, static_cast<std::size_t>(x.extent(1))), rr);
   }
 }
 
@@ -78,11 +91,9 @@ class min_max_observer {
   void observe(std::span<const float> x) { observe(detail::as_rows(x)); }
   void observe(tensor_view<const float, 2> x) {
     std::vector<float> bmin(min_.size(), std::numeric_limits<float>::infinity()), bmax(min_.size(), -std::numeric_limits<float>::infinity());
-    detail::for_each_channel("min_max_observer", channels(), x, [&](index_t ch, std::span<const float> v) {
-      for (float f : v) {
-        bmin[static_cast<std::size_t>(ch)] = std::min(bmin[static_cast<std::size_t>(ch)], f);
-        bmax[static_cast<std::size_t>(ch)] = std::max(bmax[static_cast<std::size_t>(ch)], f);
-      }
+    detail::for_each_channel("min_max_observer", channels(), x, [&](index_t ch, std::span<const float>, const detail::run_range& r) {
+      bmin[static_cast<std::size_t>(ch)] = std::min(bmin[static_cast<std::size_t>(ch)], r.min);
+      bmax[static_cast<std::size_t>(ch)] = std::max(bmax[static_cast<std::size_t>(ch)], r.max);
     });
     for (std::size_t c = 0; c < min_.size(); ++c) update(c, bmin[c], bmax[c]);
     batches_++;
@@ -282,7 +293,9 @@ class histogram_observer_base {
   void observe(std::span<const float> x) { observe(detail::as_rows(x)); }
   void observe(tensor_view<const float, 2> x) {
     mm_.observe(x);  // checks shape and finiteness first
-    detail::for_each_channel(who_, channels(), x, [&](index_t ch, std::span<const float> v) { hist_[static_cast<std::size_t>(ch)].add(v); });
+    detail::for_each_channel(who_, channels(), x, [&](index_t ch, std::span<const float> v, const detail::run_range&) {
+      hist_[static_cast<std::size_t>(ch)].add(v);
+    });
   }
   [[nodiscard]] std::vector<range> ranges() const {
     const auto seen = mm_.ranges();

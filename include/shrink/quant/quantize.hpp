@@ -40,10 +40,15 @@ struct run_range {
 // range: min/max of n floats (non-finite values are skipped, the first one's offset reported).
 // encode: fields[i] = low 8 bits of saturate(round_half_even(x[i] / scale) + zp), inputs finite.
 // pack4: out[j] = (f[2j] & 15) | (f[2j+1] & 15) << 4, n even or odd.
+// groups: one row of `cols` values in groups of `gs`: per group its min-max parameters, and
+//   the packed row written to `out` (`fields` is scratch of `cols` bytes); returns the
+//   offset of the first non-finite value (then stops) or -1.
 struct row_ops {
   run_range (*range)(const float* x, index_t n);
   void (*encode)(const float* x, index_t n, params p, int qmin, int qmax, std::uint8_t* fields);
   void (*pack4)(const std::uint8_t* fields, index_t n, std::uint8_t* out);
+  index_t (*groups)(const float* x, index_t cols, index_t gs, const scheme& s, float* scales, std::int32_t* zps,
+                    std::uint8_t* fields, std::uint8_t* out);
 };
 
 inline run_range range_reference(const float* x, index_t n) {
@@ -75,39 +80,72 @@ inline void pack4_reference(const std::uint8_t* f, index_t n, std::uint8_t* out)
   if (j < n) out[j / 2] = static_cast<std::uint8_t>(f[j] & 15u);
 }
 
-inline constexpr row_ops k_reference_ops{range_reference, encode_reference, pack4_reference};
+inline void pack_fields(const std::uint8_t* fields, index_t n, int storage_bits, void (*pack4)(const std::uint8_t*, index_t, std::uint8_t*),
+                        std::uint8_t* out);
+
+inline index_t groups_reference(const float* x, index_t cols, index_t gs, const scheme& s, float* scales, std::int32_t* zps,
+                                std::uint8_t* fields, std::uint8_t* out) {
+  for (index_t c0 = 0, k = 0; c0 < cols; c0 += gs, ++k) {
+    const index_t n = std::min(gs, cols - c0);
+    const run_range r = range_reference(x + c0, n);
+    if (r.bad >= 0) return c0 + r.bad;
+    const params p = params_from_range(r.min, r.max, s);
+    scales[k] = p.scale;
+    zps[k] = p.zero_point;
+    encode_reference(x + c0, n, p, s.qmin(), s.qmax(), fields + c0);
+  }
+  pack_fields(fields, cols, s.storage_bits(), pack4_reference, out);
+  return -1;
+}
+
+inline constexpr row_ops k_reference_ops{range_reference, encode_reference, pack4_reference, groups_reference};
 
 #if SHRINK_HAS_X86_PATHS
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE float hmin_avx2(__m256 v) {
+  __m128 m = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_min_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_min_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE float hmax_avx2(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  return _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)));
+}
+
 SHRINK_TARGET_AVX2 inline run_range range_avx2(const float* x, index_t n) {
-  __m256 lo = _mm256_set1_ps(std::numeric_limits<float>::infinity());
-  __m256 hi = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  __m256 poison = _mm256_setzero_ps();  // stays 0 unless some x*0 is NaN (x is Inf or NaN)
-  const __m256 zero = _mm256_setzero_ps();
+  // Four independent min/max chains; v - v is 0 for finite v and NaN for Inf/NaN, OR-ed into
+  // a poison word (bitwise OR keeps a NaN a NaN), so the loop has no long dependency chain.
+  const __m256 pos_inf = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  const __m256 neg_inf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 lo0 = pos_inf, lo1 = pos_inf, lo2 = pos_inf, lo3 = pos_inf;
+  __m256 hi0 = neg_inf, hi1 = neg_inf, hi2 = neg_inf, hi3 = neg_inf;
+  __m256 poison0 = _mm256_setzero_ps(), poison1 = poison0;
   index_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  for (; i + 32 <= n; i += 32) {
     const __m256 a = _mm256_loadu_ps(x + i), b = _mm256_loadu_ps(x + i + 8);
-    lo = _mm256_min_ps(lo, _mm256_min_ps(a, b));
-    hi = _mm256_max_ps(hi, _mm256_max_ps(a, b));
-    poison = _mm256_fmadd_ps(a, zero, _mm256_fmadd_ps(b, zero, poison));
+    const __m256 c = _mm256_loadu_ps(x + i + 16), d = _mm256_loadu_ps(x + i + 24);
+    lo0 = _mm256_min_ps(lo0, a);
+    lo1 = _mm256_min_ps(lo1, b);
+    lo2 = _mm256_min_ps(lo2, c);
+    lo3 = _mm256_min_ps(lo3, d);
+    hi0 = _mm256_max_ps(hi0, a);
+    hi1 = _mm256_max_ps(hi1, b);
+    hi2 = _mm256_max_ps(hi2, c);
+    hi3 = _mm256_max_ps(hi3, d);
+    poison0 = _mm256_or_ps(poison0, _mm256_or_ps(_mm256_sub_ps(a, a), _mm256_sub_ps(b, b)));
+    poison1 = _mm256_or_ps(poison1, _mm256_or_ps(_mm256_sub_ps(c, c), _mm256_sub_ps(d, d)));
   }
   for (; i + 8 <= n; i += 8) {
     const __m256 a = _mm256_loadu_ps(x + i);
-    lo = _mm256_min_ps(lo, a);
-    hi = _mm256_max_ps(hi, a);
-    poison = _mm256_fmadd_ps(a, zero, poison);
+    lo0 = _mm256_min_ps(lo0, a);
+    hi0 = _mm256_max_ps(hi0, a);
+    poison0 = _mm256_or_ps(poison0, _mm256_sub_ps(a, a));
   }
-  alignas(32) float l[8], h[8], p[8];
-  _mm256_store_ps(l, lo);
-  _mm256_store_ps(h, hi);
-  _mm256_store_ps(p, poison);
-  bool clean = true;
-  for (int k = 0; k < 8; ++k) clean = clean && p[k] == 0.0f;
-  if (!clean) return range_reference(x, n);  // rare: let the scalar pass skip and locate the bad value
-  run_range r;
-  for (int k = 0; k < 8; ++k) {
-    r.min = std::min(r.min, l[k]);
-    r.max = std::max(r.max, h[k]);
-  }
+  const __m256 poison = _mm256_or_ps(poison0, poison1);
+  if (_mm256_movemask_ps(_mm256_cmp_ps(poison, poison, _CMP_UNORD_Q)) != 0) return range_reference(x, n);  // rare: locate it
+  const __m256 lo = _mm256_min_ps(_mm256_min_ps(lo0, lo1), _mm256_min_ps(lo2, lo3));
+  const __m256 hi = _mm256_max_ps(_mm256_max_ps(hi0, hi1), _mm256_max_ps(hi2, hi3));
+  run_range r{hmin_avx2(lo), hmax_avx2(hi), -1};
   const run_range tail = range_reference(x + i, n - i);
   r.min = std::min(r.min, tail.min);
   r.max = std::max(r.max, tail.max);
@@ -115,9 +153,16 @@ SHRINK_TARGET_AVX2 inline run_range range_avx2(const float* x, index_t n) {
   return r;
 }
 
+// ONNX divides; so does this loop. A multiply by a precomputed 1/scale with a guard that
+// redoes near-tie vectors by division gives identical codes, but measured slower on Zen 4
+// (vdivps is cheap there; docs/quantization.md, "Division"), so plain division it is.
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256i encode8_avx2(const float* x, __m256 vs, __m256 vlo, __m256 vhi, __m256i vzp) {
+  const __m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(_mm256_loadu_ps(x), vs), vlo), vhi);
+  return _mm256_add_epi32(_mm256_cvtps_epi32(y), vzp);  // cvtps2dq under the default MXCSR: nearest even
+}
+
 SHRINK_TARGET_AVX2 inline void encode_avx2(const float* x, index_t n, params p, int qmin, int qmax, std::uint8_t* fields) {
-  // Same operations as encode_reference: IEEE division (not a reciprocal multiply), clamp to
-  // integer bounds, cvtps2dq under the default MXCSR (round to nearest even), + zero point.
+  // Clamp to integer bounds, round to nearest even, + zero point, as encode_reference.
   const __m256 vs = _mm256_set1_ps(p.scale);
   const __m256 vlo = _mm256_set1_ps(static_cast<float>(qmin - p.zero_point));
   const __m256 vhi = _mm256_set1_ps(static_cast<float>(qmax - p.zero_point));
@@ -126,16 +171,18 @@ SHRINK_TARGET_AVX2 inline void encode_avx2(const float* x, index_t n, params p, 
   const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   index_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    __m256i q[4];
-    for (int k = 0; k < 4; ++k) {
-      __m256 v = _mm256_div_ps(_mm256_loadu_ps(x + i + 8 * k), vs);
-      v = _mm256_min_ps(_mm256_max_ps(v, vlo), vhi);
-      q[k] = _mm256_add_epi32(_mm256_cvtps_epi32(v), vzp);
-    }
-    const __m256i a = _mm256_and_si256(_mm256_packs_epi32(q[0], q[1]), low_byte);
-    const __m256i b = _mm256_and_si256(_mm256_packs_epi32(q[2], q[3]), low_byte);
+    const __m256i q0 = encode8_avx2(x + i, vs, vlo, vhi, vzp), q1 = encode8_avx2(x + i + 8, vs, vlo, vhi, vzp);
+    const __m256i q2 = encode8_avx2(x + i + 16, vs, vlo, vhi, vzp), q3 = encode8_avx2(x + i + 24, vs, vlo, vhi, vzp);
+    const __m256i a = _mm256_and_si256(_mm256_packs_epi32(q0, q1), low_byte);
+    const __m256i b = _mm256_and_si256(_mm256_packs_epi32(q2, q3), low_byte);
     const __m256i c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(fields + i), c);
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256i q = encode8_avx2(x + i, vs, vlo, vhi, vzp);
+    alignas(32) std::int32_t lanes[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), q);
+    for (int k = 0; k < 8; ++k) fields[i + k] = static_cast<std::uint8_t>(lanes[k]);
   }
   encode_reference(x + i, n - i, p, qmin, qmax, fields + i);
 }
@@ -156,7 +203,80 @@ SHRINK_TARGET_AVX2 inline void pack4_avx2(const std::uint8_t* f, index_t n, std:
   pack4_reference(f + j, n - j, out + j / 2);
 }
 
-inline constexpr row_ops k_avx2_ops{range_avx2, encode_avx2, pack4_avx2};
+// One full group of 8*V values held in registers: min/max, parameters, codes, and the
+// packed bytes (8-bit: 8V bytes; 4-bit: 4V bytes, low nibble first) written to `out`.
+// Returns false (nothing written) when the group holds a NaN/Inf.
+template <int V>
+SHRINK_TARGET_AVX2 inline bool group_fixed_avx2(const float* g, const scheme& s, int storage_bits, float* scale, std::int32_t* zp,
+                                                std::uint8_t* out) {
+  static_assert(V % 4 == 0, "group_fixed_avx2: V must be a multiple of 4 (32 values)");
+  __m256 v[V];
+  __m256 lo = _mm256_loadu_ps(g), hi = lo, poison = _mm256_setzero_ps();
+  for (int k = 0; k < V; ++k) {
+    v[k] = _mm256_loadu_ps(g + 8 * k);
+    lo = _mm256_min_ps(lo, v[k]);
+    hi = _mm256_max_ps(hi, v[k]);
+    poison = _mm256_or_ps(poison, _mm256_sub_ps(v[k], v[k]));
+  }
+  if (_mm256_movemask_ps(_mm256_cmp_ps(poison, poison, _CMP_UNORD_Q)) != 0) return false;
+  const params p = params_from_range(hmin_avx2(lo), hmax_avx2(hi), s);
+  *scale = p.scale;
+  *zp = p.zero_point;
+  const __m256 vs = _mm256_set1_ps(p.scale);
+  const __m256 vlo = _mm256_set1_ps(static_cast<float>(s.qmin() - p.zero_point));
+  const __m256 vhi = _mm256_set1_ps(static_cast<float>(s.qmax() - p.zero_point));
+  const __m256i vzp = _mm256_set1_epi32(p.zero_point);
+  const __m256i low_byte = _mm256_set1_epi16(0xff), nibble = _mm256_set1_epi16(0x000f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int k = 0; k < V; k += 4) {
+    __m256i q[4];
+    for (int j = 0; j < 4; ++j)
+      q[j] = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(_mm256_div_ps(v[k + j], vs), vlo), vhi)), vzp);
+    const __m256i a = _mm256_and_si256(_mm256_packs_epi32(q[0], q[1]), low_byte);
+    const __m256i b = _mm256_and_si256(_mm256_packs_epi32(q[2], q[3]), low_byte);
+    const __m256i f = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);  // 32 fields in order
+    if (storage_bits == 8) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * k), f);
+    } else {
+      const __m256i w = _mm256_or_si256(_mm256_and_si256(f, nibble),
+                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(f, 8), nibble), 4));
+      const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(w, w), 0xd8);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4 * k), _mm256_castsi256_si128(packed));
+    }
+  }
+  return true;
+}
+
+SHRINK_TARGET_AVX2 inline index_t groups_avx2(const float* x, index_t cols, index_t gs, const scheme& s, float* scales,
+                                             std::int32_t* zps, std::uint8_t* fields, std::uint8_t* out) {
+  const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();
+  const bool fixed = (sb == 8 || sb == 4) && (gs == 32 || gs == 64 || gs == 128);
+  index_t c0 = 0, k = 0;
+  if (fixed) {  // full groups straight to the packed row
+    for (; c0 + gs <= cols; c0 += gs, ++k) {
+      std::uint8_t* o = out + c0 * sb / 8;
+      const bool ok = gs == 32    ? group_fixed_avx2<4>(x + c0, s, sb, scales + k, zps + k, o)
+                      : gs == 64  ? group_fixed_avx2<8>(x + c0, s, sb, scales + k, zps + k, o)
+                                  : group_fixed_avx2<16>(x + c0, s, sb, scales + k, zps + k, o);
+      if (!ok) return c0 + range_reference(x + c0, gs).bad;
+    }
+    if (c0 == cols) return -1;
+  }
+  const index_t first = c0;  // the remaining groups go through fields and a final pack
+  for (; c0 < cols; c0 += gs, ++k) {
+    const index_t n = std::min(gs, cols - c0);
+    const run_range r = range_avx2(x + c0, n);
+    if (r.bad >= 0) return c0 + r.bad;
+    const params p = params_from_range(r.min, r.max, s);
+    scales[k] = p.scale;
+    zps[k] = p.zero_point;
+    encode_avx2(x + c0, n, p, qmin, qmax, fields + c0);
+  }
+  pack_fields(fields + first, cols - first, sb, pack4_avx2, out + first * sb / 8);
+  return -1;
+}
+
+inline constexpr row_ops k_avx2_ops{range_avx2, encode_avx2, pack4_avx2, groups_avx2};
 #endif
 
 inline const std::array<kernels::implementation<const row_ops*>, SHRINK_HAS_X86_PATHS ? 2 : 1> k_row_ops{{
@@ -166,11 +286,12 @@ inline const std::array<kernels::implementation<const row_ops*>, SHRINK_HAS_X86_
 #endif
 }};
 
-inline void pack_fields(const std::uint8_t* fields, index_t n, int storage_bits, const row_ops& ops, std::uint8_t* out) {
+inline void pack_fields(const std::uint8_t* fields, index_t n, int storage_bits, void (*pack4)(const std::uint8_t*, index_t, std::uint8_t*),
+                        std::uint8_t* out) {
   if (storage_bits == 8) {
     std::copy(fields, fields + n, out);
   } else if (storage_bits == 4) {
-    ops.pack4(fields, n, out);
+    pack4(fields, n, out);
   } else {
     index_t j = 0;
     for (; j + 3 < n; j += 4)
@@ -225,12 +346,13 @@ inline void check_params(std::span<const params> p, std::size_t expected, const 
 
 /// The engine: contiguous row-major data, dims, resolved granularity; `given` empty means
 /// min-max parameters (fused with encoding where a parameter's elements are contiguous).
-inline quantized quantize_contiguous(const float* data, std::vector<index_t> dims, const options& o, std::span<const params> given) {
+inline void quantize_contiguous(const float* data, const std::vector<index_t>& dims, const options& o, std::span<const params> given,
+                                quantized& out) {
   const char* who = "quantize";
   const scheme s = o.quant_scheme;
   s.validate(who);
   const granularity g = resolve(o.quant_granularity, dims, who);
-  quantized out(dims, s, g);
+  if (!(out.dims() == dims && out.quant_scheme() == s && out.quant_granularity() == g)) out = quantized(dims, s, g);
   SHRINK_REQUIRE(out.size() > 0, errc::empty_input, who, ": the tensor is empty; expected at least one element");
   const index_t rows = out.rows(), cols = out.cols(), rank = static_cast<index_t>(dims.size());
   const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();
@@ -270,12 +392,20 @@ inline quantized quantize_contiguous(const float* data, std::vector<index_t> dim
     for (index_t i = 0; i < n; ++i)
       f[i] = static_cast<std::uint8_t>(quantize_value(x[i], p, s, o.round, o.seed, static_cast<std::uint64_t>(flat0 + i)));
   };
-  auto emit_row = [&](index_t r) { pack_fields(fields.data(), cols, sb, ops, out.codes().data() + r * out.row_bytes()); };
+  auto emit_row = [&](index_t r) { pack_fields(fields.data(), cols, sb, ops.pack4, out.codes().data() + r * out.row_bytes()); };
+  const bool direct = sb == 8;  // 8-bit fields are the codes: encode straight into the output row
 
   if (g.kind == granularity_kind::per_group) {
     const index_t gs = g.group_size, gpr = out.groups_per_row();
+    const bool fused = given.empty() && o.round == rounding::half_even && !clamp_bad;
     for (index_t r = 0; r < rows; ++r) {
       const float* x = data + r * cols;
+      if (fused) {
+        const index_t bad = ops.groups(x, cols, gs, s, scales.data() + r * gpr, zps.data() + r * gpr, fields.data(),
+                                       out.codes().data() + r * out.row_bytes());
+        if (bad >= 0) raise_non_finite(who, r * cols + bad, x[bad]);
+        continue;
+      }
       for (index_t k = 0; k < gpr; ++k) {
         const index_t c0 = k * gs, n = std::min(gs, cols - c0);
         const auto pidx = static_cast<std::size_t>(r * gpr + k);
@@ -288,7 +418,7 @@ inline quantized quantize_contiguous(const float* data, std::vector<index_t> dim
       }
       emit_row(r);
     }
-    return out;
+    return;
   }
 
   const bool channel_last = g.kind == granularity_kind::per_channel && g.axis == rank - 1;
@@ -304,11 +434,15 @@ inline quantized quantize_contiguous(const float* data, std::vector<index_t> dim
       }
       for (index_t br = 0; br < block_rows; ++br) {
         const index_t r = ch * block_rows + br;
+        if (direct) {
+          encode_run(data + r * cols, r * cols, cols, static_cast<std::size_t>(ch), out.codes().data() + r * out.row_bytes());
+          continue;
+        }
         encode_run(data + r * cols, r * cols, cols, static_cast<std::size_t>(ch), fields.data());
         emit_row(r);
       }
     }
-    return out;
+    return;
   }
 
   if (given.empty()) {
@@ -340,11 +474,14 @@ inline quantized quantize_contiguous(const float* data, std::vector<index_t> dim
     if (channel_last) {
       for (index_t c = 0; c < cols; ++c) encode_run(x + c, r * cols + c, 1, static_cast<std::size_t>(c), fields.data() + c);
     } else {
+      if (direct) {
+        encode_run(x, r * cols, cols, static_cast<std::size_t>(out.param_index(r, 0)), out.codes().data() + r * out.row_bytes());
+        continue;
+      }
       encode_run(x, r * cols, cols, static_cast<std::size_t>(out.param_index(r, 0)), fields.data());
     }
     emit_row(r);
   }
-  return out;
 }
 
 template <class T, std::size_t R>
@@ -354,6 +491,18 @@ std::vector<index_t> dims_of(const tensor_view<T, R>& x) {
 
 }  // namespace detail
 
+/// Quantizes into `out`, reusing its buffers when its shape, scheme and granularity already
+/// match (no allocation: the steady state of re-quantizing the same layer). `given` empty
+/// means min-max parameters; otherwise one parameter set per scale, in scales() order.
+template <class T, std::size_t R>
+  requires std::is_same_v<std::remove_const_t<T>, float>
+void quantize_into(const tensor_view<T, R>& x, const options& o, std::span<const params> given, quantized& out) {
+  const auto dims = detail::dims_of(x);
+  if (x.is_contiguous() || x.empty()) return detail::quantize_contiguous(x.data(), dims, o, given, out);
+  const tensor<float, R> copy{tensor_view<const float, R>(x)};
+  detail::quantize_contiguous(copy.data(), dims, o, given, out);
+}
+
 /// Quantizes `x` with min-max parameters (PyTorch MinMaxObserver / PerChannelMinMaxObserver
 /// semantics per parameter set) and encodes it as ONNX QuantizeLinear does. Strided views are
 /// copied first. Errors: bits outside [2, 8], an empty tensor, an axis out of range, group
@@ -361,9 +510,9 @@ std::vector<index_t> dims_of(const tensor_view<T, R>& x) {
 template <class T, std::size_t R>
   requires std::is_same_v<std::remove_const_t<T>, float>
 quantized quantize(const tensor_view<T, R>& x, const options& o = {}) {
-  if (x.is_contiguous() || x.empty()) return detail::quantize_contiguous(x.data(), detail::dims_of(x), o, {});
-  const tensor<float, R> copy{tensor_view<const float, R>(x)};
-  return detail::quantize_contiguous(copy.data(), detail::dims_of(x), o, {});
+  quantized out;
+  quantize_into(x, o, {}, out);
+  return out;
 }
 
 /// Quantizes with given parameters, one per parameter set of the granularity (from an
@@ -372,9 +521,9 @@ template <class T, std::size_t R>
   requires std::is_same_v<std::remove_const_t<T>, float>
 quantized quantize(const tensor_view<T, R>& x, const options& o, std::span<const params> given) {
   SHRINK_REQUIRE(!given.empty(), errc::invalid_argument, "quantize: no parameters given; expected one per parameter set");
-  if (x.is_contiguous() || x.empty()) return detail::quantize_contiguous(x.data(), detail::dims_of(x), o, given);
-  const tensor<float, R> copy{tensor_view<const float, R>(x)};
-  return detail::quantize_contiguous(copy.data(), detail::dims_of(x), o, given);
+  quantized out;
+  quantize_into(x, o, given, out);
+  return out;
 }
 
 /// Convenience for a flat span (rank 1).

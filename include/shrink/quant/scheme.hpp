@@ -98,11 +98,9 @@ inline constexpr float k_scale_eps = std::numeric_limits<float>::epsilon();
 ///   symmetric: scale = max(max(-min_neg, max_pos) / ((qmax - qmin) / 2), eps),
 ///              zero_point = 0 (signed) or 2^(bits-1) (unsigned)
 /// The range always contains 0, so real 0 is exactly a code. min/max must be finite.
-inline params compute_params(float min, float max, const scheme& s) {
-  s.validate("compute_params");
-  SHRINK_REQUIRE(std::isfinite(min) && std::isfinite(max), errc::non_finite,
-                 "compute_params: range must be finite, got [", min, ", ", max, "]");
-  SHRINK_REQUIRE(min <= max, errc::invalid_argument, "compute_params: min must be <= max, got [", min, ", ", max, "]");
+namespace detail {
+/// compute_params without the checks, for hot loops whose inputs are already validated.
+SHRINK_ALWAYS_INLINE params params_from_range(float min, float max, const scheme& s) noexcept {
   const float min_neg = std::min(min, 0.0f);
   const float max_pos = std::max(max, 0.0f);
   const int qmin = s.qmin(), qmax = s.qmax();
@@ -118,6 +116,15 @@ inline params compute_params(float min, float max, const scheme& s) {
     p.zero_point = std::clamp(zp, qmin, qmax);
   }
   return p;
+}
+}  // namespace detail
+
+inline params compute_params(float min, float max, const scheme& s) {
+  s.validate("compute_params");
+  SHRINK_REQUIRE(std::isfinite(min) && std::isfinite(max), errc::non_finite,
+                 "compute_params: range must be finite, got [", min, ", ", max, "]");
+  SHRINK_REQUIRE(min <= max, errc::invalid_argument, "compute_params: min must be <= max, got [", min, ", ", max, "]");
+  return detail::params_from_range(min, max, s);
 }
 
 namespace detail {
