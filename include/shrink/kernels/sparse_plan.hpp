@@ -32,6 +32,9 @@ struct sparse_plan {
   index_t table_size = 0;             ///< codebook: real number of centroids
   aligned_buffer<float> row_scale;    ///< int8: w = row_scale[i] * q
   aligned_buffer<std::uint32_t> gather_end;  ///< int8: see above
+  /// Entries come in runs of `run` consecutive columns starting at a multiple of `run`
+  /// (BSR 1xc / rxc plans: run = c; CSR: 1). SpMV loads x for a run of 4 in one go.
+  index_t run = 1;
 
   [[nodiscard]] index_t nnz() const noexcept { return static_cast<index_t>(values.size()); }
   [[nodiscard]] std::size_t bytes() const noexcept {
@@ -163,6 +166,7 @@ inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
   p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()) + 1);
   p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.blocks() * r * c));
   p.values = aligned_buffer<float>(static_cast<std::size_t>(a.blocks() * r * c));
+  p.run = c;
   std::size_t k = 0;
   for (index_t br = 0; br < a.rows() / r; ++br) {
     const index_t b0 = a.row_ptr()[static_cast<std::size_t>(br)], b1 = a.row_ptr()[static_cast<std::size_t>(br) + 1];
