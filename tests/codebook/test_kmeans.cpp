@@ -63,7 +63,8 @@ TEST_CASE("radix sort orders floats like std::sort, negatives and signed zero in
   v.push_back(1e-40f);
   auto expect = v;
   std::sort(expect.begin(), expect.end());
-  const auto got = codebook::detail::radix_sort(v, "test");
+  const auto sorted = codebook::detail::radix_sort(v, "test");
+  const auto got = sorted.span();
   REQUIRE(got.size() == expect.size());
   for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == expect[i]);
 }

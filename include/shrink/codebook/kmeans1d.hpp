@@ -2,15 +2,18 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <span>
 #include <vector>
 
+#include "../core/config.hpp"
 #include "../core/error.hpp"
 
 namespace shrink::codebook {
@@ -57,39 +60,108 @@ inline float key_float(std::uint32_t k) noexcept {
   return std::bit_cast<float>((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-/// Sorts finite floats ascending by an LSD radix sort on their bit patterns (3 passes of
-/// 11 bits): O(n), exact, deterministic. Non-finite values are an error.
-inline std::vector<float> radix_sort(std::span<const float> values, const char* who) {
+/// Finite floats in ascending order: storage without zero-filling (the sort overwrites it).
+struct sorted_floats {
+  std::unique_ptr<float[]> data;
+  std::size_t size = 0;
+  [[nodiscard]] std::span<const float> span() const noexcept { return {data.get(), size}; }
+};
+
+/// Sorts finite floats ascending by their bit patterns: one MSD pass on the top 11 bits of
+/// the order-preserving key scatters into 2048 buckets, then each bucket is finished in
+/// cache by an LSD radix sort on the low 21 bits (11 + 10), whose last pass writes the
+/// floats. O(n), exact, deterministic. Non-finite values are an error; -0 sorts (and comes
+/// back) as +0.
+inline sorted_floats radix_sort(std::span<const float> values, const char* who) {
   const std::size_t n = values.size();
-  std::vector<std::uint32_t> a(n), b(n);
-  std::vector<std::uint32_t> hist(3 * 2048, 0);
+  std::unique_ptr<std::uint32_t[]> keys(new std::uint32_t[n]);
+  sorted_floats out{std::unique_ptr<float[]>(new float[n]), n};
+  std::vector<std::uint32_t> top(2049, 0);
   for (std::size_t i = 0; i < n; ++i) {
     SHRINK_REQUIRE(std::isfinite(values[i]), errc::non_finite, who, ": weight ", i, " is ", values[i],
                    "; expected finite values");
-    const std::uint32_t key = float_key(values[i] == 0.0f ? 0.0f : values[i]);  // -0 sorts as +0
-    a[i] = key;
-    ++hist[key & 2047];
-    ++hist[2048 + ((key >> 11) & 2047)];
-    ++hist[4096 + (key >> 22)];
+    ++top[float_key(values[i] == 0.0f ? 0.0f : values[i]) >> 21];  // -0 sorts as +0
   }
-  for (int pass = 0; pass < 3; ++pass) {
-    std::uint32_t* h = hist.data() + pass * 2048;
-    const int shift = pass * 11;
-    // A pass whose digit is the same for every key is a no-op; skip it.
-    if (n > 0 && h[(a[0] >> shift) & 2047] == n) continue;
-    std::uint32_t sum = 0;
-    for (int d = 0; d < 2048; ++d) {
-      const std::uint32_t c = h[d];
-      h[d] = sum;
-      sum += c;
+  std::uint32_t sum = 0;
+  for (int d = 0; d < 2049; ++d) {
+    const std::uint32_t c = top[static_cast<std::size_t>(d)];
+    top[static_cast<std::size_t>(d)] = sum;
+    sum += c;
+  }
+  std::vector<std::uint32_t> start(top.begin(), top.end());  // bucket d is [start[d], start[d+1])
+  {
+    std::uint32_t* SHRINK_RESTRICT dst = keys.get();
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::uint32_t key = float_key(values[i] == 0.0f ? 0.0f : values[i]);
+      dst[top[key >> 21]++] = key;
     }
-    for (std::size_t i = 0; i < n; ++i) b[h[(a[i] >> shift) & 2047]++] = a[i];
-    a.swap(b);
   }
-  std::vector<float> out(n);
-  for (std::size_t i = 0; i < n; ++i) out[i] = key_float(a[i]);
+  std::vector<std::uint32_t> tmp;
+  std::array<std::uint32_t, 2048> h0{}, h1{};
+  for (std::size_t d = 0; d < 2048; ++d) {
+    const std::size_t lo = start[d], hi = start[d + 1], m = hi - lo;
+    std::uint32_t* k = keys.get() + lo;
+    float* o = out.data.get() + lo;
+    if (m == 0) continue;
+    if (m < 64) {  // insertion sort (keys are distinct-or-equal integers: stable enough)
+      for (std::size_t i = 1; i < m; ++i) {
+        const std::uint32_t v = k[i];
+        std::size_t j = i;
+        for (; j > 0 && k[j - 1] > v; --j) k[j] = k[j - 1];
+        k[j] = v;
+      }
+      for (std::size_t i = 0; i < m; ++i) o[i] = key_float(k[i]);
+      continue;
+    }
+    tmp.resize(std::max(tmp.size(), m));
+    h0.fill(0);
+    h1.fill(0);
+    for (std::size_t i = 0; i < m; ++i) {
+      ++h0[k[i] & 2047];
+      ++h1[(k[i] >> 11) & 1023];
+    }
+    std::uint32_t s0 = 0, s1 = 0;
+    for (std::size_t b = 0; b < 2048; ++b) {
+      const std::uint32_t c0 = h0[b];
+      h0[b] = s0;
+      s0 += c0;
+      if (b < 1024) {
+        const std::uint32_t c1 = h1[b];
+        h1[b] = s1;
+        s1 += c1;
+      }
+    }
+    std::uint32_t* SHRINK_RESTRICT t = tmp.data();
+    for (std::size_t i = 0; i < m; ++i) t[h0[k[i] & 2047]++] = k[i];
+    for (std::size_t i = 0; i < m; ++i) o[h1[(t[i] >> 11) & 1023]++] = key_float(t[i]);
+  }
   return out;
 }
+
+/// Sums of the sorted values over [0, i) for any i, from block totals every 64 values plus
+/// a short scan: O(n / 64) memory instead of a full prefix array.
+class block_prefix {
+ public:
+  static constexpr std::size_t k_block = 64;
+  explicit block_prefix(std::span<const float> sorted) : x_(sorted), block_(sorted.size() / k_block + 1, 0.0) {
+    double s = 0;
+    for (std::size_t i = 0; i < sorted.size(); ++i) {
+      if (i % k_block == 0) block_[i / k_block] = s;
+      s += static_cast<double>(sorted[i]);
+    }
+    if (sorted.size() % k_block == 0) block_[sorted.size() / k_block] = s;
+  }
+  [[nodiscard]] double sum_before(std::size_t i) const noexcept {
+    const std::size_t b = i / k_block;
+    double s = block_[b];
+    for (std::size_t j = b * k_block; j < i; ++j) s += static_cast<double>(x_[j]);
+    return s;
+  }
+
+ private:
+  std::span<const float> x_;
+  std::vector<double> block_;
+};
 
 // Uniform double in [0, 1) from a 64-bit generator: the same on every standard library.
 inline double unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
@@ -267,35 +339,47 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
   SHRINK_REQUIRE(options.iterations >= 0, errc::invalid_argument, "kmeans_1d: iterations must be >= 0, got ",
                  options.iterations);
   SHRINK_REQUIRE(!values.empty(), errc::empty_input, "kmeans_1d: no values to cluster");
-  const std::vector<float> sorted = detail::radix_sort(values, "kmeans_1d");
+  const detail::sorted_floats sorted_storage = detail::radix_sort(values, "kmeans_1d");
+  const std::span<const float> sorted = sorted_storage.span();
   const std::size_t n = sorted.size();
+  std::size_t distinct = n > 0 ? 1 : 0;
+  for (std::size_t i = 1; i < n; ++i) distinct += sorted[i] != sorted[i - 1];
+  // Distinct values and their multiplicities: only the DP and k-means++ need them.
   std::vector<float> unique;
   std::vector<double> count;
-  for (std::size_t i = 0; i < n; ++i) {
-    if (unique.empty() || sorted[i] != unique.back()) {
-      unique.push_back(sorted[i]);
-      count.push_back(0);
+  auto build_unique = [&] {
+    unique.reserve(distinct);
+    count.reserve(distinct);
+    for (std::size_t i = 0; i < n; ++i) {
+      if (unique.empty() || sorted[i] != unique.back()) {
+        unique.push_back(sorted[i]);
+        count.push_back(0);
+      }
+      count.back() += 1;
     }
-    count.back() += 1;
-  }
+  };
   kmeans_result r;
-  const std::size_t k = std::min(static_cast<std::size_t>(options.k), unique.size());
+  const std::size_t k = std::min(static_cast<std::size_t>(options.k), distinct);
   std::vector<double> c;
-  if (k == unique.size()) {  // every distinct value is its own centroid: exact, SSE 0
+  if (k == distinct) {  // every distinct value is its own centroid: exact, SSE 0
+    build_unique();
     c.assign(unique.begin(), unique.end());
     r.optimal = true;
   } else if (options.algorithm == method::optimal ||
-             (options.algorithm == method::automatic && k * unique.size() <= k_optimal_work_limit)) {
+             (options.algorithm == method::automatic && k * distinct <= k_optimal_work_limit)) {
+    build_unique();
     c = detail::optimal_centroids(unique, count, k);
     r.optimal = true;
   } else {
+    if (options.initialisation == init::kmeans_pp) build_unique();
     c = detail::initial_centroids(sorted, unique, k, options);
     // prefix sums of the sorted values: a cluster's mean is two lookups
-    std::vector<double> prefix(n + 1, 0);
-    for (std::size_t i = 0; i < n; ++i) prefix[i + 1] = prefix[i] + static_cast<double>(sorted[i]);
+    const detail::block_prefix prefix(sorted);
+    std::vector<double> at(k + 1);
     std::vector<std::size_t> pos;
     for (int it = 0; it < options.iterations; ++it) {
       detail::boundaries(sorted, c, pos);
+      for (std::size_t j = 0; j <= k; ++j) at[j] = prefix.sum_before(pos[j]);
       std::vector<double> next(k);
       std::vector<std::size_t> empty;
       for (std::size_t j = 0; j < k; ++j) {
@@ -304,7 +388,7 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
           empty.push_back(j);
           next[j] = c[j];
         } else {
-          next[j] = (prefix[pos[j + 1]] - prefix[pos[j]]) / static_cast<double>(cnt);
+          next[j] = (at[j + 1] - at[j]) / static_cast<double>(cnt);
         }
       }
       // An empty centroid costs nothing; moving it into the most populous cluster that holds

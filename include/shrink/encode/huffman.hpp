@@ -206,15 +206,15 @@ class huffman_decoder {
     std::uint64_t consumed = 0;
     std::size_t i = 0;
     const std::size_t n = out.size();
-    // Fast path: while 8 payload bytes remain, refill whole words; each refill leaves >= 56
-    // bits, enough for two codes of <= 24 bits.
-    while (i + 2 <= n && byte + 8 <= nbytes) {
+    // Fast path: while 8 payload bytes remain, refill whole words (each refill leaves >= 56
+    // bits) and decode up to four symbols, each only while a 24-bit code still fits.
+    while (i + 4 <= n && byte + 8 <= nbytes) {
       std::uint64_t word;
       std::memcpy(&word, p + byte, 8);
       buffer |= word << avail;
       byte += static_cast<std::size_t>((63 - avail) >> 3);
       avail |= 56;
-      for (int twice = 0; twice < 2; ++twice) {
+      for (int r = 0; r < 4 && avail >= k_max_code_length; ++r) {
         const std::uint32_t e = fast_[buffer & k_mask];
         int l = static_cast<int>(e >> 16);
         std::uint32_t sym = e & 0xffffu;
