@@ -298,7 +298,9 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
   s.depth = k;
   const index_t mr = kern.mr;
   const index_t mc = std::max(mr, k_a_block_bytes / a_stride / mr * mr);
-  parallel_for(ctx, 0, w.panels, 1, [&](index_t p0, index_t p1) {
+  // At least ~256 K multiply-adds per chunk, so small problems do not pay for a thread.
+  const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(1, m * k4 * k_int8_panel));
+  parallel_for(ctx, 0, w.panels, grain, [&](index_t p0, index_t p1) {
     alignas(64) std::int32_t acc[k_max_mr * 16];
     for (index_t mb = 0; mb < m; mb += mc) {
       const index_t me = std::min(m, mb + mc);
