@@ -8,4 +8,5 @@
 #include "quant/power_of_two.hpp"
 #include "quant/quantize.hpp"
 #include "quant/quantized.hpp"
+#include "quant/requantize.hpp"
 #include "quant/scheme.hpp"
