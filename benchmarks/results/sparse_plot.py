@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 # sparse_plot.py: turns bench_sparse's CSV output into the speed-up table, break-even sparsities and an SVG plot (no plotting library needed).
-# usage: python3 sparse_plot.py bench.csv sparse.svg > table.md
+# usage: python3 sparse_plot.py sparse.svg run1.csv [run2.csv ...] > table.md  (later runs override earlier rows)
 import csv
+import math
 import sys
 
 rows = {}
-with open(sys.argv[1]) as f:
-    lines = f.readlines()
-start = next(i for i, l in enumerate(lines) if l.startswith('name,'))
-for r in csv.DictReader(lines[start:]):
-    if r.get('error_occurred') == 'true':
-        continue
-    rows[r['name'].strip('"')] = float(r['cpu_time'])  # CPU time: the machine is shared
+for path in sys.argv[2:]:
+    with open(path) as f:
+        lines = f.readlines()
+    start = next(i for i, l in enumerate(lines) if l.startswith('name,'))
+    for r in csv.DictReader(lines[start:]):
+        if r.get('error_occurred') == 'true':
+            continue
+        rows[r['name'].strip('"')] = float(r['cpu_time'])  # CPU time: the machine is shared
 
 levels = [50, 70, 80, 90, 95]
 dense = {1: rows.get('gemv_f32/eigen/4096x4096'), 8: rows.get('gemm_f32/eigen/4096x4096x8'),
@@ -62,23 +64,25 @@ for b in (1, 64):
 # ---- SVG: speed-up over Eigen dense against sparsity, one line per format and batch.
 W, H, L, R, T, B = 760, 440, 60, 210, 30, 50
 ymax = max([v for pts in points.values() for _, v in pts] + [2.0])
-ymax = float(int(ymax) + 1)
+ticks = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64]
+ticks = [t for t in ticks if t <= 2 * ymax]
+lo, hi = math.log2(ticks[0]), math.log2(ticks[-1])
 
 
 def px(s):
     return L + (s - 45) / (100 - 45) * (W - L - R)
 
 
-def py(v):
-    return T + (1 - v / ymax) * (H - T - B)
+def py(v):  # log2 axis
+    return T + (1 - (math.log2(v) - lo) / (hi - lo)) * (H - T - B)
 
 
 colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
           '#17becf']
 out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
-       f'<text x="{L}" y="18" font-size="13">Speed-up over Eigen dense (gemv / gemm), 4096x4096, 1 thread</text>']
-for i in range(int(ymax) + 1):
+       f'<text x="{L}" y="18" font-size="13">Speed-up over Eigen dense (gemv / gemm), 4096x4096, 1 thread (log scale; dashed = break-even)</text>']
+for i in ticks:
     out.append(f'<line x1="{L}" x2="{W - R}" y1="{py(i):.1f}" y2="{py(i):.1f}" stroke="#ddd"/>')
     out.append(f'<text x="{L - 8}" y="{py(i) + 4:.1f}" text-anchor="end">{i}x</text>')
 out.append(f'<line x1="{L}" x2="{W - R}" y1="{py(1):.1f}" y2="{py(1):.1f}" stroke="black" stroke-dasharray="4 3"/>')
@@ -100,5 +104,5 @@ for k, (b, t) in enumerate(nm.items()):
         out.append(f'<rect x="{px(50) - 4:.1f}" y="{py(v) - 4:.1f}" width="8" height="8" fill="black"/>')
         out.append(f'<text x="{px(50) + 8:.1f}" y="{py(v) + 4:.1f}">2:4, batch {b}</text>')
 out.append('</svg>')
-with open(sys.argv[2], 'w') as f:
+with open(sys.argv[1], 'w') as f:
     f.write('\n'.join(out) + '\n')
