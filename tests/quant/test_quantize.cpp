@@ -178,6 +178,11 @@ TEST_CASE("every ISA path gives QuantizeLinear codes per channel and per group")
   // Plant exact ties: row 0 has amax 127 * 2^-5 (restricted scale 2^-5) and odd multiples of 2^-6.
   x[0] = 127.0f / 32.0f;
   for (int k = 1; k < 60; ++k) x[static_cast<std::size_t>(k)] = static_cast<float>(2 * k - 61) / 64.0f;
+  auto w = testing::normal_floats(16 * 1100, 6);
+  for (std::size_t g = 0; g < 16 * 1100; g += 32) {  // every 32-group: amax 127 * 2^-5 and a tie at 2^-6
+    w[g] = 127.0f / 32.0f;
+    w[g + 1] = 1.0f / 64.0f;
+  }
   testing::for_each_isa([&](kernels::isa) {
     for (const scheme& s : {quant::k_int8_restricted, quant::k_qint8_symmetric, quant::k_quint8_affine}) {
       const auto q = quant::quantize(view_of(x, shape<2>{64, 200}), options{s, granularity::per_channel(0)});
@@ -193,26 +198,27 @@ TEST_CASE("every ISA path gives QuantizeLinear codes per channel and per group")
           REQUIRE(q.code(r, c) == onnx_quantize(x[static_cast<std::size_t>(r * 200 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
       }
     }
+    // Rows of 1100 hold 8+ full groups of 32, 64 and 128 (the eight-at-a-time path) and a short last group.
     for (index_t gs : {32, 64, 128, 48})
       for (const scheme& s : {quant::k_int4_symmetric, quant::k_uint4_affine, scheme::affine(2, true), quant::k_qint8_symmetric,
                               quant::k_quint8_affine}) {
         INFO("group size " << gs << " bits " << s.bits);
-        const auto q = quant::quantize(view_of(x, shape<2>{64, 200}), options{s, granularity::per_group(gs)});
-        const index_t gpr = (200 + gs - 1) / gs;  // the last group of a row is shorter when gs does not divide 200
+        const auto q = quant::quantize(view_of(w, shape<2>{16, 1100}), options{s, granularity::per_group(gs)});
+        const index_t gpr = (1100 + gs - 1) / gs;  // the last group of a row is shorter when gs does not divide 1100
         REQUIRE(q.groups_per_row() == gpr);
-        for (index_t r = 0; r < 64; ++r)
+        for (index_t r = 0; r < 16; ++r)
           for (index_t k = 0; k < gpr; ++k) {
-            const index_t c0 = k * gs, n = std::min<index_t>(gs, 200 - c0);
-            float mn = x[static_cast<std::size_t>(r * 200 + c0)], mx = mn;
+            const index_t c0 = k * gs, n = std::min<index_t>(gs, 1100 - c0);
+            float mn = w[static_cast<std::size_t>(r * 1100 + c0)], mx = mn;
             for (index_t c = c0; c < c0 + n; ++c) {
-              mn = std::min(mn, x[static_cast<std::size_t>(r * 200 + c)]);
-              mx = std::max(mx, x[static_cast<std::size_t>(r * 200 + c)]);
+              mn = std::min(mn, w[static_cast<std::size_t>(r * 1100 + c)]);
+              mx = std::max(mx, w[static_cast<std::size_t>(r * 1100 + c)]);
             }
             const auto t = s.symmetric ? torch_symmetric(mn, mx, s.qmin(), s.qmax()) : torch_affine(mn, mx, s.qmin(), s.qmax());
             REQUIRE(q.scales()[static_cast<std::size_t>(r * gpr + k)] == t.scale);
             REQUIRE(q.zero_points()[static_cast<std::size_t>(r * gpr + k)] == t.zero_point);
             for (index_t c = c0; c < c0 + n; ++c)
-              REQUIRE(q.code(r, c) == onnx_quantize(x[static_cast<std::size_t>(r * 200 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
+              REQUIRE(q.code(r, c) == onnx_quantize(w[static_cast<std::size_t>(r * 1100 + c)], t.scale, t.zero_point, s.qmin(), s.qmax()));
           }
       }
   });
@@ -381,6 +387,18 @@ TEST_CASE("bad input: bits, empty, axis, group size, parameters") {
 TEST_CASE("bad input: NaN and Inf name the first bad index unless clamped") {
   testing::for_each_isa([&](kernels::isa) {
     for (index_t bad_at : {5, 37, 99}) {
+      auto wide = testing::normal_floats(2 * 1100, 2);
+      wide[static_cast<std::size_t>(bad_at * 7)] = -std::numeric_limits<float>::infinity();
+      wide[1500] = std::numeric_limits<float>::quiet_NaN();
+      for (index_t gs : {32, 64, 128}) {
+        try {
+          (void)quant::quantize(view_of(wide, shape<2>{2, 1100}), options{quant::k_int4_symmetric, granularity::per_group(gs)});
+          FAIL("no error");
+        } catch (const shrink::error& e) {
+          CHECK(e.code() == errc::non_finite);
+          CHECK_THAT(e.what(), Catch::Contains("element " + std::to_string(bad_at * 7) + " "));
+        }
+      }
       auto x = testing::normal_floats(100, 1);
       x[static_cast<std::size_t>(bad_at)] = std::numeric_limits<float>::quiet_NaN();
       x[99] = std::numeric_limits<float>::infinity();

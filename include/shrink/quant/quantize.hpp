@@ -253,14 +253,72 @@ SHRINK_TARGET_AVX2 inline void group_encode_avx2(const float* g, params p, int q
   }
 }
 
+// Eight horizontal reductions at once: lane j of the result is min (max) over v[j].
+template <bool Max>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 minmax_avx2(__m256 x, __m256 y) {
+  return Max ? _mm256_max_ps(x, y) : _mm256_min_ps(x, y);
+}
+template <bool Max>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 reduce4_avx2(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  const __m256 a = minmax_avx2<Max>(_mm256_unpacklo_ps(v0, v1), _mm256_unpackhi_ps(v0, v1));
+  const __m256 b = minmax_avx2<Max>(_mm256_unpacklo_ps(v2, v3), _mm256_unpackhi_ps(v2, v3));
+  return minmax_avx2<Max>(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+template <bool Max>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 reduce8_avx2(const __m256* v) {
+  const __m256 c = reduce4_avx2<Max>(v[0], v[1], v[2], v[3]), d = reduce4_avx2<Max>(v[4], v[5], v[6], v[7]);
+  return minmax_avx2<Max>(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+}
+
+// params_from_range for eight groups in one go: the same IEEE operations lane by lane, so
+// the results are bit-identical to the scalar formula (the sign of a zero min/max may differ,
+// which changes neither scale nor zero point).
+SHRINK_TARGET_AVX2 inline void params8_avx2(__m256 mins, __m256 maxs, const scheme& s, float* scales, std::int32_t* zps) {
+  const __m256 zero = _mm256_setzero_ps(), eps = _mm256_set1_ps(k_scale_eps);
+  const __m256 min_neg = _mm256_min_ps(mins, zero), max_pos = _mm256_max_ps(maxs, zero);
+  const int qmin = s.qmin(), qmax = s.qmax();
+  if (s.symmetric) {
+    const __m256 amax = _mm256_max_ps(_mm256_sub_ps(zero, min_neg), max_pos);
+    const __m256 scale = _mm256_max_ps(_mm256_div_ps(amax, _mm256_set1_ps(static_cast<float>(qmax - qmin) / 2.0f)), eps);
+    _mm256_storeu_ps(scales, scale);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(zps), _mm256_set1_epi32(s.is_signed ? 0 : (1 << (s.bits - 1))));
+    return;
+  }
+  const __m256 scale =
+      _mm256_max_ps(_mm256_div_ps(_mm256_sub_ps(max_pos, min_neg), _mm256_set1_ps(static_cast<float>(qmax - qmin))), eps);
+  const __m256 shifted = _mm256_round_ps(_mm256_div_ps(min_neg, scale), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256i zp = _mm256_cvttps_epi32(_mm256_sub_ps(_mm256_set1_ps(static_cast<float>(qmin)), shifted));
+  zp = _mm256_min_epi32(_mm256_max_epi32(zp, _mm256_set1_epi32(qmin)), _mm256_set1_epi32(qmax));
+  _mm256_storeu_ps(scales, scale);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(zps), zp);
+}
+
 template <int V>
 SHRINK_TARGET_AVX2 inline index_t full_groups_avx2(const float* x, index_t full, const scheme& s, float* scales, std::int32_t* zps,
                                                    std::uint8_t* out) {
   constexpr index_t gs = 8 * V;
-  for (index_t k = 0; k < full; ++k)
+  index_t k = 0;
+  for (; k + 8 <= full; k += 8) {  // eight groups' parameters per step
+    __m256 lo[8], hi[8], poison = _mm256_setzero_ps();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+      const float* g = x + (k + j) * gs;
+      lo[j] = hi[j] = _mm256_loadu_ps(g);
+#pragma GCC unroll 16
+      for (int v = 0; v < V; ++v) {
+        const __m256 a = _mm256_loadu_ps(g + 8 * v);
+        lo[j] = _mm256_min_ps(lo[j], a);
+        hi[j] = _mm256_max_ps(hi[j], a);
+        poison = _mm256_or_ps(poison, _mm256_sub_ps(a, a));
+      }
+    }
+    if (_mm256_movemask_ps(_mm256_cmp_ps(poison, poison, _CMP_UNORD_Q)) != 0) return k * gs + range_reference(x + k * gs, 8 * gs).bad;
+    params8_avx2(reduce8_avx2<false>(lo), reduce8_avx2<true>(hi), s, scales + k, zps + k);
+  }
+  for (; k < full; ++k)
     if (!group_params_avx2<V>(x + k * gs, s, scales + k, zps + k)) return k * gs + range_reference(x + k * gs, gs).bad;
   const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();
-  for (index_t k = 0; k < full; ++k) group_encode_avx2<V>(x + k * gs, params{scales[k], zps[k]}, qmin, qmax, sb, out + k * gs * sb / 8);
+  for (index_t g = 0; g < full; ++g) group_encode_avx2<V>(x + g * gs, params{scales[g], zps[g]}, qmin, qmax, sb, out + g * gs * sb / 8);
   return -1;
 }
 
