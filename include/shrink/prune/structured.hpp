@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "../core/tensor_view.hpp"
@@ -110,13 +111,23 @@ inline index_t first_nan(const float* x, index_t n) {
 template <int M>
 inline void keep_n_of_m(const float* p, index_t step, int n, int m, std::uint8_t* out, index_t ostep, float* tmp) {
   if constexpr (M > 0) m = M;
-  for (int j = 0; j < m; ++j) tmp[j] = std::fabs(p[j * step]);
+  int above[M > 0 ? M : 256];
+#pragma GCC unroll 8
   for (int j = 0; j < m; ++j) {
-    int above = 0;
-    const float s = tmp[j];
-    for (int i = 0; i < m; ++i) above += (tmp[i] > s) | ((tmp[i] == s) & (i > j));
-    out[j * ostep] = static_cast<std::uint8_t>(above < n);
+    tmp[j] = std::fabs(p[j * step]);
+    above[j] = 0;
   }
+  // One compare per pair i < j: j outranks i unless tmp[i] > tmp[j] (equal -> higher index wins).
+#pragma GCC unroll 8
+  for (int i = 0; i < m; ++i)
+#pragma GCC unroll 8
+    for (int j = i + 1; j < m; ++j) {
+      const int gt = tmp[i] > tmp[j];
+      above[j] += gt;
+      above[i] += 1 - gt;
+    }
+#pragma GCC unroll 8
+  for (int j = 0; j < m; ++j) out[j * ostep] = static_cast<std::uint8_t>(above[j] < n);
 }
 
 template <int M>
@@ -210,12 +221,15 @@ inline mask block(tensor_view<const float, 2> weights, const block_options& opt,
   }
   const std::vector<std::uint8_t> keep = detail::select_scores(scores, t, who);
   mask out(weights.shape(), mask::uninitialized{});
-  for (index_t i = 0; i < r; ++i)
+  std::vector<std::uint8_t> pattern(static_cast<std::size_t>(c));  // one block row's mask row
+  for (index_t bi = 0; bi < br; ++bi) {
     for (index_t bj = 0; bj < bc; ++bj) {
       const index_t j0 = bj * opt.cols;
-      std::fill_n(out.data() + i * c + j0, std::min(opt.cols, c - j0),
-                  keep[static_cast<std::size_t>((i / opt.rows) * bc + bj)]);
+      std::fill_n(pattern.data() + j0, std::min(opt.cols, c - j0), keep[static_cast<std::size_t>(bi * bc + bj)]);
     }
+    for (index_t i = bi * opt.rows; i < std::min(r, (bi + 1) * opt.rows); ++i)
+      std::memcpy(out.data() + i * c, pattern.data(), static_cast<std::size_t>(c));
+  }
   return out;
 }
 
