@@ -60,50 +60,111 @@ inline float key_float(std::uint32_t k) noexcept {
   return std::bit_cast<float>((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
 
-/// Finite floats in ascending order: storage without zero-filling (the sort overwrites it).
-struct sorted_floats {
-  std::unique_ptr<float[]> data;
-  std::size_t size = 0;
-  [[nodiscard]] std::span<const float> span() const noexcept { return {data.get(), size}; }
-};
+/// Sorts by bit pattern, lazily. Floats map to order-preserving keys; one MSD pass on the
+/// top 11 key bits scatters them into 2048 buckets (with per-bucket count, sum and sum of
+/// squares). A bucket is finished only when a query needs its order: an LSD radix sort on
+/// the low 21 bits (11 + 10) in cache, plus prefix sums every 64 values. Lloyd touches only
+/// the buckets holding a cluster boundary, so most of the data is never fully sorted.
+/// Exact and deterministic. Non-finite values are an error; -0 sorts as +0.
+class lazy_sorted {
+ public:
+  static constexpr std::size_t k_buckets = 2048;
+  static constexpr std::size_t k_block = 64;
 
-/// Sorts finite floats ascending by their bit patterns: one MSD pass on the top 11 bits of
-/// the order-preserving key scatters into 2048 buckets, then each bucket is finished in
-/// cache by an LSD radix sort on the low 21 bits (11 + 10), whose last pass writes the
-/// floats. O(n), exact, deterministic. Non-finite values are an error; -0 sorts (and comes
-/// back) as +0.
-inline sorted_floats radix_sort(std::span<const float> values, const char* who) {
-  const std::size_t n = values.size();
-  std::unique_ptr<std::uint32_t[]> keys(new std::uint32_t[n]);
-  sorted_floats out{std::unique_ptr<float[]>(new float[n]), n};
-  std::vector<std::uint32_t> top(2049, 0);
-  for (std::size_t i = 0; i < n; ++i) {
-    SHRINK_REQUIRE(std::isfinite(values[i]), errc::non_finite, who, ": weight ", i, " is ", values[i],
-                   "; expected finite values");
-    ++top[float_key(values[i] == 0.0f ? 0.0f : values[i]) >> 21];  // -0 sorts as +0
-  }
-  std::uint32_t sum = 0;
-  for (int d = 0; d < 2049; ++d) {
-    const std::uint32_t c = top[static_cast<std::size_t>(d)];
-    top[static_cast<std::size_t>(d)] = sum;
-    sum += c;
-  }
-  std::vector<std::uint32_t> start(top.begin(), top.end());  // bucket d is [start[d], start[d+1])
-  {
-    std::uint32_t* SHRINK_RESTRICT dst = keys.get();
-    for (std::size_t i = 0; i < n; ++i) {
-      const std::uint32_t key = float_key(values[i] == 0.0f ? 0.0f : values[i]);
-      dst[top[key >> 21]++] = key;
+  lazy_sorted(std::span<const float> values, const char* who)
+      : n_(values.size()), keys_(new std::uint32_t[values.size()]), out_(new float[values.size()]),
+        start_(k_buckets + 1, 0), sum_(k_buckets + 1, 0.0), sq_(k_buckets + 1, 0.0), done_(k_buckets, 0),
+        blocks_(k_buckets) {
+    std::vector<std::uint32_t> top(k_buckets + 1, 0);
+    for (std::size_t i = 0; i < n_; ++i) {
+      SHRINK_REQUIRE(std::isfinite(values[i]), errc::non_finite, who, ": weight ", i, " is ", values[i],
+                     "; expected finite values");
+      ++top[key(values[i]) >> 21];
+    }
+    std::uint32_t run = 0;
+    for (std::size_t d = 0; d <= k_buckets; ++d) {
+      start_[d] = run;
+      run += top[d];
+      top[d] = start_[d];
+    }
+    std::vector<double> bs(k_buckets, 0.0), bq(k_buckets, 0.0);
+    std::uint32_t* SHRINK_RESTRICT dst = keys_.get();
+    for (std::size_t i = 0; i < n_; ++i) {
+      const float x = values[i];
+      const std::uint32_t k = key(x), d = k >> 21;
+      dst[top[d]++] = k;
+      bs[d] += static_cast<double>(x);
+      bq[d] += static_cast<double>(x) * static_cast<double>(x);
+    }
+    for (std::size_t d = 0; d < k_buckets; ++d) {
+      sum_[d + 1] = sum_[d] + bs[d];
+      sq_[d + 1] = sq_[d] + bq[d];
+      nonempty_ += start_[d + 1] > start_[d];
     }
   }
-  std::vector<std::uint32_t> tmp;
-  std::array<std::uint32_t, 2048> h0{}, h1{};
-  for (std::size_t d = 0; d < 2048; ++d) {
-    const std::size_t lo = start[d], hi = start[d + 1], m = hi - lo;
-    std::uint32_t* k = keys.get() + lo;
-    float* o = out.data.get() + lo;
-    if (m == 0) continue;
-    if (m < 64) {  // insertion sort (keys are distinct-or-equal integers: stable enough)
+
+  [[nodiscard]] std::size_t size() const noexcept { return n_; }
+  /// Buckets holding at least one value: a lower bound on the number of distinct values.
+  [[nodiscard]] std::size_t nonempty_buckets() const noexcept { return nonempty_; }
+
+  void sort_all() {
+    for (std::size_t d = 0; d < k_buckets; ++d) ensure(d);
+  }
+  /// All values ascending (after sort_all()).
+  [[nodiscard]] std::span<const float> span() const noexcept { return {out_.get(), n_}; }
+
+  /// The value of rank i.
+  [[nodiscard]] float value_at(std::size_t i) {
+    const std::size_t d = bucket_of_rank(i);
+    ensure(d);
+    return out_[i];
+  }
+  /// Number of values <= t.
+  [[nodiscard]] std::size_t count_le(double t) {
+    // x <= t for a float x  <=>  x <= the largest float not above t
+    float f = static_cast<float>(t);
+    if (static_cast<double>(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+    if (!(f >= -std::numeric_limits<float>::max())) return 0;
+    const std::uint32_t d = key(f) >> 21;
+    ensure(d);
+    const float* b = out_.get() + start_[d];
+    const float* e = out_.get() + start_[d + 1];
+    return static_cast<std::size_t>(std::upper_bound(b, e, f) - out_.get());
+  }
+  /// Sum (and sum of squares) of the values of rank < i.
+  [[nodiscard]] double sum_before(std::size_t i) { return partial(i, false); }
+  [[nodiscard]] double sq_before(std::size_t i) { return partial(i, true); }
+
+ private:
+  static std::uint32_t key(float x) noexcept { return float_key(x == 0.0f ? 0.0f : x); }
+
+  [[nodiscard]] std::size_t bucket_of_rank(std::size_t i) const noexcept {
+    // last bucket whose start is <= i and that is non-empty
+    const auto it = std::upper_bound(start_.begin(), start_.end(), static_cast<std::uint32_t>(i));
+    return static_cast<std::size_t>(it - start_.begin()) - 1;
+  }
+
+  double partial(std::size_t i, bool squares) {
+    if (i >= n_) return squares ? sq_[k_buckets] : sum_[k_buckets];
+    const std::size_t d = bucket_of_rank(i);
+    ensure(d);
+    const std::size_t local = i - start_[d];
+    const auto& blk = blocks_[d];
+    double s = (squares ? sq_[d] : sum_[d]) + blk[2 * (local / k_block) + (squares ? 1 : 0)];
+    for (std::size_t j = start_[d] + local / k_block * k_block; j < i; ++j) {
+      const double x = out_[j];
+      s += squares ? x * x : x;
+    }
+    return s;
+  }
+
+  void ensure(std::size_t d) {
+    if (done_[d]) return;
+    done_[d] = 1;
+    const std::size_t lo = start_[d], m = start_[d + 1] - lo;
+    std::uint32_t* k = keys_.get() + lo;
+    float* o = out_.get() + lo;
+    if (m < 64) {
       for (std::size_t i = 1; i < m; ++i) {
         const std::uint32_t v = k[i];
         std::size_t j = i;
@@ -111,57 +172,63 @@ inline sorted_floats radix_sort(std::span<const float> values, const char* who) 
         k[j] = v;
       }
       for (std::size_t i = 0; i < m; ++i) o[i] = key_float(k[i]);
-      continue;
-    }
-    tmp.resize(std::max(tmp.size(), m));
-    h0.fill(0);
-    h1.fill(0);
-    for (std::size_t i = 0; i < m; ++i) {
-      ++h0[k[i] & 2047];
-      ++h1[(k[i] >> 11) & 1023];
-    }
-    std::uint32_t s0 = 0, s1 = 0;
-    for (std::size_t b = 0; b < 2048; ++b) {
-      const std::uint32_t c0 = h0[b];
-      h0[b] = s0;
-      s0 += c0;
-      if (b < 1024) {
-        const std::uint32_t c1 = h1[b];
-        h1[b] = s1;
-        s1 += c1;
+    } else {
+      tmp_.resize(std::max(tmp_.size(), m));
+      std::array<std::uint32_t, 2048> h0{}, h1{};
+      for (std::size_t i = 0; i < m; ++i) {
+        ++h0[k[i] & 2047];
+        ++h1[(k[i] >> 11) & 1023];
       }
+      std::uint32_t s0 = 0, s1 = 0;
+      for (std::size_t b = 0; b < 2048; ++b) {
+        const std::uint32_t c0 = h0[b];
+        h0[b] = s0;
+        s0 += c0;
+        if (b < 1024) {
+          const std::uint32_t c1 = h1[b];
+          h1[b] = s1;
+          s1 += c1;
+        }
+      }
+      std::uint32_t* SHRINK_RESTRICT t = tmp_.data();
+      for (std::size_t i = 0; i < m; ++i) t[h0[k[i] & 2047]++] = k[i];
+      for (std::size_t i = 0; i < m; ++i) o[h1[(t[i] >> 11) & 1023]++] = key_float(t[i]);
     }
-    std::uint32_t* SHRINK_RESTRICT t = tmp.data();
-    for (std::size_t i = 0; i < m; ++i) t[h0[k[i] & 2047]++] = k[i];
-    for (std::size_t i = 0; i < m; ++i) o[h1[(t[i] >> 11) & 1023]++] = key_float(t[i]);
-  }
-  return out;
-}
-
-/// Sums of the sorted values over [0, i) for any i, from block totals every 64 values plus
-/// a short scan: O(n / 64) memory instead of a full prefix array.
-class block_prefix {
- public:
-  static constexpr std::size_t k_block = 64;
-  explicit block_prefix(std::span<const float> sorted) : x_(sorted), block_(sorted.size() / k_block + 1, 0.0) {
-    double s = 0;
-    for (std::size_t i = 0; i < sorted.size(); ++i) {
-      if (i % k_block == 0) block_[i / k_block] = s;
-      s += static_cast<double>(sorted[i]);
+    // prefix sums (and of squares) within the bucket, every k_block values
+    auto& blk = blocks_[d];
+    blk.assign(2 * (m / k_block + 1), 0.0);
+    double s = 0, q = 0;
+    for (std::size_t i = 0; i < m; ++i) {
+      if (i % k_block == 0) {
+        blk[2 * (i / k_block)] = s;
+        blk[2 * (i / k_block) + 1] = q;
+      }
+      const double x = o[i];
+      s += x;
+      q += x * x;
     }
-    if (sorted.size() % k_block == 0) block_[sorted.size() / k_block] = s;
-  }
-  [[nodiscard]] double sum_before(std::size_t i) const noexcept {
-    const std::size_t b = i / k_block;
-    double s = block_[b];
-    for (std::size_t j = b * k_block; j < i; ++j) s += static_cast<double>(x_[j]);
-    return s;
+    if (m % k_block == 0) {
+      blk[2 * (m / k_block)] = s;
+      blk[2 * (m / k_block) + 1] = q;
+    }
   }
 
- private:
-  std::span<const float> x_;
-  std::vector<double> block_;
+  std::size_t n_ = 0, nonempty_ = 0;
+  std::unique_ptr<std::uint32_t[]> keys_;
+  std::unique_ptr<float[]> out_;
+  std::vector<std::uint32_t> start_;
+  std::vector<double> sum_, sq_;  // exclusive prefix over buckets
+  std::vector<char> done_;
+  std::vector<std::vector<double>> blocks_;
+  std::vector<std::uint32_t> tmp_;
 };
+
+/// All values sorted ascending (the eager form of lazy_sorted).
+inline std::vector<float> radix_sort(std::span<const float> values, const char* who) {
+  lazy_sorted s(values, who);
+  s.sort_all();
+  return {s.span().begin(), s.span().end()};
+}
 
 // Uniform double in [0, 1) from a 64-bit generator: the same on every standard library.
 inline double unit(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
@@ -197,14 +264,14 @@ inline double sse_of(std::span<const float> sorted, std::span<const double> c) {
   return s;
 }
 
-inline std::vector<double> initial_centroids(std::span<const float> sorted, std::span<const float> unique,
-                                             std::size_t k, const kmeans_options& o) {
+inline std::vector<double> initial_centroids(lazy_sorted& sorted, std::span<const float> unique,
+                                             std::span<const double> weight, std::size_t k, const kmeans_options& o) {
   const std::size_t n = sorted.size();
   std::vector<double> c(k);
   std::mt19937_64 rng(o.seed);
   switch (o.initialisation) {
     case init::linear: {
-      const double lo = sorted.front(), hi = sorted.back();
+      const double lo = sorted.value_at(0), hi = sorted.value_at(n - 1);
       for (std::size_t j = 0; j < k; ++j) c[j] = lo + (hi - lo) * static_cast<double>(j) / static_cast<double>(k - 1);
       break;
     }
@@ -212,7 +279,7 @@ inline std::vector<double> initial_centroids(std::span<const float> sorted, std:
       for (std::size_t j = 0; j < k; ++j) {
         const auto i = static_cast<std::size_t>((static_cast<double>(j) + 0.5) * static_cast<double>(n) /
                                                 static_cast<double>(k));
-        c[j] = sorted[std::min(i, n - 1)];
+        c[j] = sorted.value_at(std::min(i, n - 1));
       }
       break;
     case init::random: {
@@ -224,21 +291,13 @@ inline std::vector<double> initial_centroids(std::span<const float> sorted, std:
         picked.push_back(std::find(picked.begin(), picked.end(), pick) == picked.end() ? pick : j);
       }
       std::sort(picked.begin(), picked.end());
-      for (std::size_t j = 0; j < k; ++j) c[j] = sorted[picked[j]];
+      for (std::size_t j = 0; j < k; ++j) c[j] = sorted.value_at(picked[j]);
       break;
     }
     case init::kmeans_pp: {
       // D^2 sampling over the distinct values weighted by their multiplicity; O(n k).
       const std::size_t u = unique.size();
-      std::vector<double> weight(u, 0), d2(u, std::numeric_limits<double>::infinity());
-      {
-        std::size_t i = 0;
-        for (std::size_t v = 0; v < u; ++v) {
-          const std::size_t start = i;
-          while (i < n && sorted[i] == unique[v]) ++i;
-          weight[v] = static_cast<double>(i - start);
-        }
-      }
+      std::vector<double> d2(u, std::numeric_limits<double>::infinity());
       double pick = unit(rng) * static_cast<double>(n);
       std::size_t chosen = 0;
       for (double acc = 0; chosen + 1 < u; ++chosen) {
@@ -339,47 +398,50 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
   SHRINK_REQUIRE(options.iterations >= 0, errc::invalid_argument, "kmeans_1d: iterations must be >= 0, got ",
                  options.iterations);
   SHRINK_REQUIRE(!values.empty(), errc::empty_input, "kmeans_1d: no values to cluster");
-  const detail::sorted_floats sorted_storage = detail::radix_sort(values, "kmeans_1d");
-  const std::span<const float> sorted = sorted_storage.span();
+  detail::lazy_sorted sorted(values, "kmeans_1d");
   const std::size_t n = sorted.size();
-  std::size_t distinct = n > 0 ? 1 : 0;
-  for (std::size_t i = 1; i < n; ++i) distinct += sorted[i] != sorted[i - 1];
-  // Distinct values and their multiplicities: only the DP and k-means++ need them.
+  const auto k_asked = static_cast<std::size_t>(options.k);
+  // Lloyd from linear/density/random starts can run on the lazily sorted data when it is
+  // certain (enough non-empty buckets) that there are more distinct values than k and that
+  // `automatic` would not pick the DP. Everything else sorts fully first.
+  const bool lazy = options.algorithm != method::optimal && options.initialisation != init::kmeans_pp &&
+                    !options.track_objective && sorted.nonempty_buckets() >= k_asked &&
+                    (options.algorithm == method::lloyd || sorted.nonempty_buckets() * k_asked > k_optimal_work_limit);
   std::vector<float> unique;
   std::vector<double> count;
-  auto build_unique = [&] {
-    unique.reserve(distinct);
-    count.reserve(distinct);
+  std::size_t distinct = k_asked + 1;  // a lower bound is all the lazy path needs
+  if (!lazy) {
+    sorted.sort_all();
+    const auto all = sorted.span();
     for (std::size_t i = 0; i < n; ++i) {
-      if (unique.empty() || sorted[i] != unique.back()) {
-        unique.push_back(sorted[i]);
+      if (unique.empty() || all[i] != unique.back()) {
+        unique.push_back(all[i]);
         count.push_back(0);
       }
       count.back() += 1;
     }
-  };
+    distinct = unique.size();
+  }
   kmeans_result r;
-  const std::size_t k = std::min(static_cast<std::size_t>(options.k), distinct);
+  const std::size_t k = std::min(k_asked, distinct);
   std::vector<double> c;
   if (k == distinct) {  // every distinct value is its own centroid: exact, SSE 0
-    build_unique();
     c.assign(unique.begin(), unique.end());
     r.optimal = true;
   } else if (options.algorithm == method::optimal ||
-             (options.algorithm == method::automatic && k * distinct <= k_optimal_work_limit)) {
-    build_unique();
+             (options.algorithm == method::automatic && !lazy && k * distinct <= k_optimal_work_limit)) {
     c = detail::optimal_centroids(unique, count, k);
     r.optimal = true;
   } else {
-    if (options.initialisation == init::kmeans_pp) build_unique();
-    c = detail::initial_centroids(sorted, unique, k, options);
-    // prefix sums of the sorted values: a cluster's mean is two lookups
-    const detail::block_prefix prefix(sorted);
+    c = detail::initial_centroids(sorted, unique, count, k, options);
     std::vector<double> at(k + 1);
-    std::vector<std::size_t> pos;
+    std::vector<std::size_t> pos(k + 1);
     for (int it = 0; it < options.iterations; ++it) {
-      detail::boundaries(sorted, c, pos);
-      for (std::size_t j = 0; j <= k; ++j) at[j] = prefix.sum_before(pos[j]);
+      // assignment: the boundaries are the midpoints (ties to the lower centroid)
+      pos[0] = 0;
+      pos[k] = n;
+      for (std::size_t j = 0; j + 1 < k; ++j) pos[j + 1] = std::max(pos[j], sorted.count_le(0.5 * (c[j] + c[j + 1])));
+      for (std::size_t j = 0; j <= k; ++j) at[j] = sorted.sum_before(pos[j]);
       std::vector<double> next(k);
       std::vector<std::size_t> empty;
       for (std::size_t j = 0; j < k; ++j) {
@@ -399,20 +461,20 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
         std::size_t big = k, best = 1;
         for (std::size_t j = 0; j < k; ++j) {
           const std::size_t cnt = pos[j + 1] - pos[j];
-          if (!split[j] && cnt > best && sorted[pos[j]] != sorted[pos[j + 1] - 1]) {
+          if (!split[j] && cnt > best && sorted.value_at(pos[j]) != sorted.value_at(pos[j + 1] - 1)) {
             best = cnt;
             big = j;
           }
         }
         if (big == k) break;
-        next[e] = 0.5 * (next[big] + static_cast<double>(sorted[pos[big + 1] - 1]));
+        next[e] = 0.5 * (next[big] + static_cast<double>(sorted.value_at(pos[big + 1] - 1)));
         split[big] = 1;  // do not split the same cluster twice in one iteration
       }
       if (!empty.empty()) std::sort(next.begin(), next.end());
       const bool moved = next != c;
       c.swap(next);
       r.iterations = it + 1;
-      if (options.track_objective) r.objective.push_back(detail::sse_of(sorted, c));
+      if (options.track_objective) r.objective.push_back(detail::sse_of(sorted.span(), c));
       if (!moved) break;
     }
   }
@@ -420,7 +482,21 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
   for (std::size_t j = 0; j < k; ++j) r.centroids[j] = static_cast<float>(c[j]);
   std::sort(r.centroids.begin(), r.centroids.end());
   std::vector<double> cf(r.centroids.begin(), r.centroids.end());
-  r.sse = detail::sse_of(sorted, cf);
+  if (!lazy) {
+    r.sse = detail::sse_of(sorted.span(), cf);
+  } else {  // per cluster: sum (x - c)^2 = S2 - 2 c S1 + m c^2 from the prefix sums
+    std::size_t lo = 0;
+    double s1_lo = 0, s2_lo = 0;
+    for (std::size_t j = 0; j < k; ++j) {
+      const std::size_t hi = j + 1 < k ? std::max(lo, sorted.count_le(0.5 * (cf[j] + cf[j + 1]))) : n;
+      const double s1 = sorted.sum_before(hi), s2 = sorted.sq_before(hi);
+      const double m = static_cast<double>(hi - lo);
+      r.sse += std::max(0.0, (s2 - s2_lo) - 2 * cf[j] * (s1 - s1_lo) + m * cf[j] * cf[j]);
+      lo = hi;
+      s1_lo = s1;
+      s2_lo = s2;
+    }
+  }
   return r;
 }
 

@@ -6,8 +6,10 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 #include <vector>
 
+#include "../core/config.hpp"
 #include "../core/error.hpp"
 
 namespace shrink::encode {
@@ -200,47 +202,46 @@ class huffman_decoder {
                    " symbols, the stream ", count_);
     const std::uint8_t* p = payload_.data();
     const std::size_t nbytes = payload_.size();
-    std::size_t byte = 0;     // next payload byte to load
+    std::size_t byte = 0;      // payload bytes moved into the buffer so far
     std::uint64_t buffer = 0;  // bits not yet consumed, LSB first
     int avail = 0;
-    std::uint64_t consumed = 0;
     std::size_t i = 0;
     const std::size_t n = out.size();
+    std::uint8_t* SHRINK_RESTRICT o = out.data();
     // Fast path: while 8 payload bytes remain, refill whole words (each refill leaves >= 56
-    // bits) and decode up to four symbols, each only while a 24-bit code still fits.
-    while (i + 4 <= n && byte + 8 <= nbytes) {
+    // bits) and decode as many symbols as surely fit: 56 / (longest code length).
+    const std::size_t per = max_len_ <= 14 ? 4 : max_len_ <= 18 ? 3 : 2;
+    const std::uint32_t* SHRINK_RESTRICT table = fast_.data();
+    while (i + per <= n && byte + 8 <= nbytes) {
       std::uint64_t word;
       std::memcpy(&word, p + byte, 8);
       buffer |= word << avail;
       byte += static_cast<std::size_t>((63 - avail) >> 3);
       avail |= 56;
-      for (int r = 0; r < 4 && avail >= k_max_code_length; ++r) {
-        const std::uint32_t e = fast_[buffer & k_mask];
-        int l = static_cast<int>(e >> 16);
-        std::uint32_t sym = e & 0xffffu;
-        if (l == 0) slow(buffer, avail, l, sym);
+      for (std::size_t t = 0; t < per; ++t) {
+        std::uint32_t e = table[buffer & k_mask];
+        if ((e >> 16) == 0) [[unlikely]] e = slow(buffer, avail);
+        const int l = static_cast<int>(e >> 16);
         buffer >>= l;
         avail -= l;
-        consumed += static_cast<std::uint64_t>(l);
-        out[i++] = static_cast<std::uint8_t>(sym);
+        o[i++] = static_cast<std::uint8_t>(e);
       }
     }
     // Tail: byte-wise refills, never reading past the payload.
-    for (; i < n; ++i) {
+    while (i < n) {
       while (avail <= 56 && byte < nbytes) {
         buffer |= static_cast<std::uint64_t>(p[byte++]) << avail;
         avail += 8;
       }
-      const std::uint32_t e = fast_[buffer & k_mask];
-      int l = static_cast<int>(e >> 16);
-      std::uint32_t sym = e & 0xffffu;
-      if (l == 0) slow(buffer, avail, l, sym);
+      std::uint32_t e = fast_[buffer & k_mask];
+      if ((e >> 16) == 0) e = slow(buffer, avail);
+      const int l = static_cast<int>(e >> 16);
       SHRINK_REQUIRE(l <= avail, errc::format, "huffman_decode: stream ends inside symbol ", i);
       buffer >>= l;
       avail -= l;
-      consumed += static_cast<std::uint64_t>(l);
-      out[i] = static_cast<std::uint8_t>(sym);
+      out[i++] = static_cast<std::uint8_t>(e);
     }
+    const std::uint64_t consumed = static_cast<std::uint64_t>(byte) * 8 - static_cast<std::uint64_t>(avail);
     SHRINK_REQUIRE(consumed == bits_, errc::format, "huffman_decode: decoded ", consumed,
                    " bits but the header says ", bits_);
   }
@@ -282,20 +283,18 @@ class huffman_decoder {
       for (std::size_t s = 0; s < len_.size(); ++s)
         if (len_[s] == l) sorted_.push_back(static_cast<std::uint8_t>(s));
     count_per_len_ = count;
+    max_len_ = std::max(max_len, 1);
   }
 
   // Bit-serial canonical decode (puff.c) of a code longer than the lookup, or an error.
-  void slow(std::uint64_t buffer, int avail, int& length, std::uint32_t& symbol) const {
+  // Returns length << 16 | symbol, like a table entry.
+  [[gnu::noinline]] std::uint32_t slow(std::uint64_t buffer, int avail) const {
     std::uint32_t code = 0, first = 0, index = 0;
     for (int l = 1; l <= k_max_code_length; ++l) {
       SHRINK_REQUIRE(l <= avail, errc::format, "huffman_decode: stream ends inside a code");
       code |= static_cast<std::uint32_t>((buffer >> (l - 1)) & 1u);
       const auto c = static_cast<std::uint32_t>(count_per_len_[static_cast<std::size_t>(l)]);
-      if (code < first + c) {
-        length = l;
-        symbol = sorted_[index + (code - first)];
-        return;
-      }
+      if (code < first + c) return (static_cast<std::uint32_t>(l) << 16) | sorted_[index + (code - first)];
       index += c;
       first = (first + c) << 1;
       code <<= 1;
@@ -304,6 +303,7 @@ class huffman_decoder {
   }
 
   std::uint64_t count_ = 0, bits_ = 0;
+  int max_len_ = 1;
   std::vector<std::uint8_t> len_;
   std::span<const std::uint8_t> payload_;
   std::vector<std::uint32_t> fast_;
