@@ -196,7 +196,7 @@ inline void rows_generic(const float* x, const packed_wq_weights& w, index_t n0,
 #if SHRINK_HAS_X86_PATHS
 // ---- avx2: 4 rows at a time share each activation load. int8: vpmovsxbd + cvtdq2ps;
 // int4: the 32-bit word of 8 nibbles is broadcast, vpsllvd moves nibble i to the top of
-// lane i and vpsrad 28 sign-extends it (no shuffles). Per group: two fma chains per row,
+// lane i and vpsrad 28 sign-extends it (no shuffles). Per group: one fma chain per row,
 // then one fma by the broadcast group scale. Tail elements past the last multiple of 8
 // (inside the row's padded storage, but past x's end) are done in scalar.
 // Eight weights from a row at depth k (a multiple of 8) as floats.
@@ -211,68 +211,63 @@ SHRINK_TARGET_AVX2 inline __m256 load8(const std::uint8_t* row, index_t k, __m25
   }
 }
 
-template <int Bits, int R>
+template <int Bits, int R, bool F16>
 SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
+  // One fma chain per row inside a group (4 rows = 4 chains) plus one total per row keeps
+  // everything in 16 ymm; the kernel is bound by the decode ops, not by fma latency.
+  const index_t group = w.group, groups = w.groups, depth = w.depth;
+  const float* sf = F16 ? nullptr : w.scales_f32.data() + n * groups;
+  const std::uint16_t* sh = F16 ? w.scales_f16.data() + n * groups : nullptr;
   __m256 total[R];
-  float tail[R];
-  #pragma GCC unroll 8
+  const std::uint8_t* rows[R];
+#pragma GCC unroll 8
   for (int r = 0; r < R; ++r) {
     total[r] = _mm256_setzero_ps();
-    tail[r] = 0.0f;
+    rows[r] = w.data.data() + (n + r) * w.row_bytes;
   }
   const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
-  const std::uint8_t* rows[R];
-  #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) rows[r] = w.data.data() + (n + r) * w.row_bytes;
-  const index_t vec_end = w.depth / 8 * 8;
-  for (index_t g = 0; g < w.groups; ++g) {
-    const index_t k0 = g * w.group, k1 = std::min(vec_end, k0 + w.group);
-    __m256 ga[R][2];
-    #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) ga[r][0] = ga[r][1] = _mm256_setzero_ps();
-    index_t k = k0;
-    for (; k + 16 <= k1; k += 16) {
-      const __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8);
-      #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
-        ga[r][1] = _mm256_fmadd_ps(load8<Bits>(rows[r], k + 8, shifts), x1, ga[r][1]);
-      }
-    }
-    for (; k + 8 <= k1; k += 8) {
+  const index_t vec_end = depth / 8 * 8;
+  for (index_t g = 0; g < groups; ++g) {
+    const index_t k0 = g * group, k1 = std::min(vec_end, k0 + group);
+    __m256 ga[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) ga[r] = _mm256_setzero_ps();
+    for (index_t k = k0; k < k1; k += 8) {
       const __m256 x0 = _mm256_loadu_ps(x + k);
-      #pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) ga[r][0] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r][0]);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) ga[r] = _mm256_fmadd_ps(load8<Bits>(rows[r], k, shifts), x0, ga[r]);
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const float s = w.scale(n + r, g);
-      total[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r][0], ga[r][1]), _mm256_set1_ps(s), total[r]);
-      if (k0 + w.group > vec_end) {  // the group holding the scalar tail
-        float ts = 0.0f;
-        for (index_t kk = std::max(k0, vec_end); kk < std::min(w.depth, k0 + w.group); ++kk)
-          ts += static_cast<float>(w.at(n + r, kk)) * x[kk];
-        tail[r] += ts * s;
-      }
+      const float sc = F16 ? _cvtsh_ss(sh[r * groups + g]) : sf[r * groups + g];
+      total[r] = _mm256_fmadd_ps(ga[r], _mm256_set1_ps(sc), total[r]);
     }
   }
-  #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) y[n + r] = x86::hsum(total[r]) + tail[r];
+  // The last depth mod 8 elements (one group, since groups are multiples of 8), in scalar.
+  const index_t gt = vec_end / group;
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    float ts = 0.0f;
+    for (index_t kk = vec_end; kk < depth; ++kk) ts += static_cast<float>(w.at(n + r, kk)) * x[kk];
+    const float sc = vec_end < depth ? (F16 ? _cvtsh_ss(sh[r * groups + gt]) : sf[r * groups + gt]) : 0.0f;
+    y[n + r] = x86::hsum(total[r]) + ts * sc;
+  }
 }
 
-template <int Bits>
+template <int Bits, bool F16>
 SHRINK_TARGET_AVX2 inline void rows_avx2_bits(const float* x, const packed_wq_weights& w, index_t n0, index_t n1,
                                               float* y) {
   index_t n = n0;
-  for (; n + 4 <= n1; n += 4) rows_avx2_block<Bits, 4>(x, w, n, y);
-  for (; n < n1; ++n) rows_avx2_block<Bits, 1>(x, w, n, y);
+  for (; n + 4 <= n1; n += 4) rows_avx2_block<Bits, 4, F16>(x, w, n, y);
+  for (; n < n1; ++n) rows_avx2_block<Bits, 1, F16>(x, w, n, y);
 }
 
 inline void rows_avx2(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+  const bool f16 = w.scales_format == scale_format::f16;
   if (w.bits == 8)
-    rows_avx2_bits<8>(x, w, n0, n1, y);
+    f16 ? rows_avx2_bits<8, true>(x, w, n0, n1, y) : rows_avx2_bits<8, false>(x, w, n0, n1, y);
   else
-    rows_avx2_bits<4>(x, w, n0, n1, y);
+    f16 ? rows_avx2_bits<4, true>(x, w, n0, n1, y) : rows_avx2_bits<4, false>(x, w, n0, n1, y);
 }
 #endif
 
