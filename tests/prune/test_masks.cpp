@@ -214,6 +214,7 @@ TEST_CASE("channels: input channels of a conv weight are the [:, c, :, :] slices
 }
 
 TEST_CASE("n_m: 2:4 and 4:8 keep the N largest of each M consecutive inputs") {
+  shrink::testing::for_each_isa([](shrink::kernels::isa) {
   const std::vector<float> w{1, -5, 3, 2, 0, 0, 0, 7};
   CHECK(bytes(p::n_m(v2(w, 1, 8), 2, 4)) == std::vector<int>{0, 1, 1, 0, 0, 0, 1, 1});  // zeros: later index kept
   CHECK(bytes(p::n_m(v2(w, 1, 8), 4, 8)) == std::vector<int>{0, 1, 1, 1, 0, 0, 0, 1});
@@ -222,11 +223,23 @@ TEST_CASE("n_m: 2:4 and 4:8 keep the N largest of each M consecutive inputs") {
   const std::vector<float> c{9, 1, 8, 2, 1, 3, 0, 4};  // x=0 column: 9,8,1,0 ; x=1 column: 1,2,3,4
   const shrink::tensor_view<const float, 4> conv(c.data(), shrink::shape<4>{1, 4, 1, 2});
   CHECK(bytes(p::n_m(conv, 2, 4)) == std::vector<int>{1, 0, 1, 0, 0, 1, 0, 1});
+  // 40 groups so the AVX2 path's 8-group steps and the scalar tail both run: group g is
+  // [g, -(g+1), 0.5, 0.5] for g >= 1 -> keeps -(g+1) and g; group 0 [0, -1, .5, .5] keeps -1, the later .5
+  std::vector<float> big;
+  for (int g = 0; g < 40; ++g) big.insert(big.end(), {float(g), -float(g + 1), 0.5f, 0.5f});
+  const auto mb = p::n_m(v2(big, 2, 80), 2, 4);
+  for (int g = 0; g < 40; ++g) {
+    const std::vector<int> expect = g == 0 ? std::vector<int>{0, 1, 0, 1} : std::vector<int>{1, 1, 0, 0};
+    for (int j = 0; j < 4; ++j) CHECK(mb[4 * g + j] == expect[static_cast<std::size_t>(j)]);
+  }
+  });
 }
 
 TEST_CASE("n_m: random matrices keep exactly N per group, each kept >= each pruned") {
-  const auto w = shrink::testing::normal_floats(64 * 48, 5);
-  for (auto [n, m] : {std::pair{2, 4}, {4, 8}, {1, 3}, {3, 16}, {5, 6}}) {
+  auto w = shrink::testing::normal_floats(64 * 48, 5);
+  for (std::size_t i = 0; i < w.size(); i += 7) w[i] = w[i + 1 < w.size() ? i + 1 : i];  // some ties
+  shrink::testing::for_each_isa([&](shrink::kernels::isa) {
+  for (auto [n, m] : {std::pair{2, 4}, {1, 4}, {3, 4}, {4, 8}, {1, 3}, {3, 16}, {5, 6}}) {
     const p::mask mask = p::n_m(v2(w, 64, 48), n, m);
     for (index_t g = 0; g < 64 * 48; g += m) {
       int kept = 0;
@@ -242,8 +255,14 @@ TEST_CASE("n_m: random matrices keep exactly N per group, each kept >= each prun
       }
       REQUIRE(kept == n);
       REQUIRE(min_kept >= max_pruned);
+      // tie rule: an equal pair across the cut has the kept one at the higher index
+      for (index_t a = g; a < g + m; ++a)
+        for (index_t b = g; b < g + m; ++b)
+          if (mask[a] && !mask[b] && std::fabs(w[static_cast<std::size_t>(a)]) == std::fabs(w[static_cast<std::size_t>(b)]))
+            REQUIRE(a > b);
     }
   }
+  });
 }
 
 TEST_CASE("block: blocks ranked by norm, whole blocks pruned") {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -140,6 +141,60 @@ void n_m_all(const float* w, index_t d0, index_t d1, index_t rest, int n, int m,
         keep_n_of_m<M>(w + base, rest, n, m, out + base, rest, tmp);
       }
 }
+
+// N:4 over contiguous groups (a matrix [out, in]): the scalar path and an AVX2 path that ranks
+// 8 groups per step. Keys are |w| bit patterns (NaN excluded beforehand), so integer compares
+// order them like the floats.
+using n_of_4_fn = void (*)(const float*, index_t, int, std::uint8_t*);
+
+inline void n_of_4_reference(const float* w, index_t groups, int n, std::uint8_t* out) {
+  float tmp[4];
+  for (index_t g = 0; g < groups; ++g) keep_n_of_m<4>(w + 4 * g, 1, n, 4, out + 4 * g, 1, tmp);
+}
+
+#if SHRINK_HAS_X86_PATHS
+SHRINK_TARGET_AVX2 inline void n_of_4_avx2(const float* w, index_t groups, int n, std::uint8_t* out) {
+  // A 128-bit lane holds one group. Rotating it by k puts a[(j+k)%4] beside a[j]; that element
+  // outranks a[j] if larger, or equal with a higher index, i.e. (j+k)%4 > j, i.e. j < 4-k.
+  const __m256i abs_bits = _mm256_set1_epi32(0x7fffffff), vn = _mm256_set1_epi32(n);
+  const __m256i later1 = _mm256_setr_epi32(-1, -1, -1, 0, -1, -1, -1, 0);
+  const __m256i later2 = _mm256_setr_epi32(-1, -1, 0, 0, -1, -1, 0, 0);
+  const __m256i later3 = _mm256_setr_epi32(-1, 0, 0, 0, -1, 0, 0, 0);
+  index_t g = 0;
+  for (; g + 8 <= groups; g += 8) {
+    __m256i keep[4];
+    for (int h = 0; h < 4; ++h) {
+      const __m256i a = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 4 * g + 8 * h)), abs_bits);
+      const __m256i r1 = _mm256_shuffle_epi32(a, _MM_SHUFFLE(0, 3, 2, 1));
+      const __m256i r2 = _mm256_shuffle_epi32(a, _MM_SHUFFLE(1, 0, 3, 2));
+      const __m256i r3 = _mm256_shuffle_epi32(a, _MM_SHUFFLE(2, 1, 0, 3));
+      const __m256i o1 = _mm256_or_si256(_mm256_cmpgt_epi32(r1, a), _mm256_and_si256(_mm256_cmpeq_epi32(r1, a), later1));
+      const __m256i o2 = _mm256_or_si256(_mm256_cmpgt_epi32(r2, a), _mm256_and_si256(_mm256_cmpeq_epi32(r2, a), later2));
+      const __m256i o3 = _mm256_or_si256(_mm256_cmpgt_epi32(r3, a), _mm256_and_si256(_mm256_cmpeq_epi32(r3, a), later3));
+      const __m256i above = _mm256_sub_epi32(_mm256_sub_epi32(_mm256_setzero_si256(), o1), _mm256_add_epi32(o2, o3));
+      keep[h] = _mm256_cmpgt_epi32(vn, above);
+    }
+    const __m256i p8 = _mm256_packs_epi16(_mm256_packs_epi32(keep[0], keep[1]), _mm256_packs_epi32(keep[2], keep[3]));
+    const __m256i bytes = _mm256_and_si256(_mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)),
+                                           _mm256_set1_epi8(1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 4 * g), bytes);
+  }
+  n_of_4_reference(w + 4 * g, groups - g, n, out + 4 * g);
+}
+#endif
+
+inline n_of_4_fn select_n_of_4() {
+  using kernels::isa;
+  static constexpr std::array<kernels::implementation<n_of_4_fn>, 2> impls{{
+      {isa::reference, 0, &n_of_4_reference},
+#if SHRINK_HAS_X86_PATHS
+      {isa::avx2, 0, &n_of_4_avx2},
+#else
+      {isa::reference, 0, &n_of_4_reference},
+#endif
+  }};
+  return kernels::select(impls);
+}
 }  // namespace detail
 
 /// N:M semi-structured pruning (NVIDIA Ampere 2:4 sparsity; Mishra et al. 2021): in every group
@@ -161,7 +216,9 @@ mask n_m(tensor_view<const float, Rank> weights, int n, int m) {
   const index_t bad = detail::first_nan(w.data, weights.size());
   if (bad >= 0) detail::check_finite_at(w.data[bad], bad, who);
   mask out(weights.shape(), mask::uninitialized{});
-  if (m == 4)
+  if (m == 4 && rest == 1)
+    detail::select_n_of_4()(w.data, weights.size() / 4, n, out.data());
+  else if (m == 4)
     detail::n_m_all<4>(w.data, d0, d1, rest, n, m, out.data());
   else if (m == 8)
     detail::n_m_all<8>(w.data, d0, d1, rest, n, m, out.data());
