@@ -396,3 +396,26 @@ TEST_CASE("all-zero tensors: structured masks follow the index tie rule") {
   const auto b = p::block(v2(z, 4, 4), {2, 2}, p::by_sparsity(0.5));  // blocks 0, 1 pruned
   CHECK(bytes(b) == std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1});
 }
+
+TEST_CASE("threshold and global masks agree with a direct loop on every path") {
+  const auto a = shrink::testing::normal_floats(200003, 71), b = shrink::testing::normal_floats(37, 72);
+  shrink::testing::for_each_isa([&](shrink::kernels::isa) {
+    for (double t : {0.0, 0.5, 1.7}) {
+      const p::mask m = p::magnitude(v1(a), p::by_threshold(t));
+      std::vector<int> expect;
+      for (float x : a) expect.push_back(static_cast<double>(std::fabs(x)) > t ? 1 : 0);
+      CHECK(bytes(m) == expect);
+    }
+    const std::vector<p::layer_ref> layers{v1(b), v1(a), v1(b)};
+    std::vector<float> all(b);
+    all.insert(all.end(), a.begin(), a.end());
+    all.insert(all.end(), b.begin(), b.end());
+    const auto masks = p::global_magnitude(layers, p::by_sparsity(0.6));
+    std::vector<int> got;
+    for (const auto& m : masks) {
+      const auto part = bytes(m);
+      got.insert(got.end(), part.begin(), part.end());
+    }
+    CHECK(got == oracle_prune(all, p::prune_count(0.6, static_cast<index_t>(all.size()))));
+  });
+}

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <shrink/metrics/sparsity.hpp>
 #include <shrink/prune.hpp>
+#include <shrink/sparse.hpp>
 #include <support/random.hpp>
 #include <vector>
 
@@ -187,4 +188,15 @@ TEST_CASE("metrics: MACs saved by pruning linear and conv layers") {
   CHECK_THROWS_AS(m::linear_macs(4, 8, 33), shrink::error);
   CHECK_THROWS_AS(m::thinned_conv_macs(8, 4, 3, 3, 10, 10, 9, 2), shrink::error);
   CHECK_THROWS_AS(m::conv_macs(-1, 4, 3, 3, 10, 10, 0), shrink::error);
+}
+
+TEST_CASE("mask feeds the sparse formats: CSR from a magnitude mask expands to weights times mask") {
+  const auto w = shrink::testing::normal_floats(32 * 40, 61);
+  const shrink::tensor_view<const float, 2> wv(w.data(), shrink::shape<2>{32, 40});
+  const p::mask msk = p::magnitude(wv, p::by_sparsity(0.75));
+  const auto csr = shrink::sparse::csr_f32::from_dense(wv, msk.matrix());
+  CHECK(csr.nnz() == msk.kept());
+  const auto dense = csr.to_dense();
+  for (index_t i = 0; i < 32 * 40; ++i)
+    CHECK(dense.data()[i] == (msk[i] ? w[static_cast<std::size_t>(i)] : 0.0f));
 }
