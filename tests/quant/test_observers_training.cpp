@@ -80,6 +80,9 @@ TEST_CASE("histogram grows with later batches and keeps every count") {
   float amax_b = 0.0f;
   for (float v : b) amax_b = std::max(amax_b, std::abs(v));
   CHECK(static_cast<double>(h.counts().size()) == std::ceil(amax_b / width));
+  // A later batch far outside the first one's bins is an error, not a gigantic allocation.
+  const std::vector<float> huge{1e30f};
+  CHECK(code_of([&] { h.add(huge); }) == errc::out_of_range);
 }
 
 TEST_CASE("percentile observer clips at the percentile of |x|") {

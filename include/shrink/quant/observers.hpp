@@ -151,6 +151,9 @@ class moving_average_min_max_observer : public min_max_observer {
 /// histogram with more bins of the same width. Search methods return amax (the clip value).
 class abs_histogram {
  public:
+  /// Upper bound on the bins later batches may add (the histogram's memory and the O(bins²) searches).
+  static constexpr std::size_t k_max_bins = std::size_t{1} << 16;
+
   explicit abs_histogram(int bins = 2048) : bins_(bins) {
     SHRINK_REQUIRE(bins >= 2, errc::invalid_argument, "abs_histogram: bins must be >= 2, got ", bins);
   }
@@ -167,7 +170,11 @@ class abs_histogram {
       counts_.assign(static_cast<std::size_t>(bins_), 0.0);
       counts_[0] += pending_zeros_;
     } else if (amax > width_ * static_cast<double>(counts_.size())) {
-      counts_.resize(static_cast<std::size_t>(std::ceil(amax / width_)), 0.0);
+      const double needed = std::ceil(amax / width_);
+      SHRINK_REQUIRE(needed <= static_cast<double>(k_max_bins), errc::out_of_range, "abs_histogram: a batch with max |x| = ", amax,
+                     " needs ", needed, " bins of width ", width_, " (limit ", k_max_bins,
+                     "); the first batch fixed the bin width, so calibrate with a representative first batch");
+      counts_.resize(static_cast<std::size_t>(needed), 0.0);
     }
     const auto last = counts_.size() - 1;
     for (float v : values) {
