@@ -35,6 +35,9 @@ struct sparse_plan {
   /// Entries come in runs of `run` consecutive columns starting at a multiple of `run`
   /// (BSR 1xc / rxc plans: run = c; CSR: 1). SpMV loads x for a run of 4 in one go.
   index_t run = 1;
+  /// Rows come in aligned groups of `row_group` with identical column lists (BSR r x c
+  /// plans: r; CSR: 1). SpMV gathers x once for 4 rows of a group.
+  index_t row_group = 1;
 
   [[nodiscard]] index_t nnz() const noexcept { return static_cast<index_t>(values.size()); }
   [[nodiscard]] std::size_t bytes() const noexcept {
@@ -167,6 +170,7 @@ inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
   p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.blocks() * r * c));
   p.values = aligned_buffer<float>(static_cast<std::size_t>(a.blocks() * r * c));
   p.run = c;
+  p.row_group = r;
   std::size_t k = 0;
   for (index_t br = 0; br < a.rows() / r; ++br) {
     const index_t b0 = a.row_ptr()[static_cast<std::size_t>(br)], b1 = a.row_ptr()[static_cast<std::size_t>(br) + 1];

@@ -143,6 +143,58 @@ SHRINK_TARGET_AVX2 inline void spmv_runs4_avx2(const sparse_plan<float>& p, cons
   }
 }
 
+// SpMV for T rows sharing one column list (rows of a BSR r x 1 or r x c block row): each
+// gather of x serves T rows. Per row, the arithmetic is the gather path's exactly (two
+// 8-lane sums over 16-entry steps, one more 8-entry step, pairwise sum, tail in order),
+// and T = 1 is the same template, so splitting a group between threads changes no bit.
+template <int T>
+SHRINK_TARGET_AVX2 inline void spmv_shared_rows_avx2(const std::uint32_t* col, const float* const* val, index_t n,
+                                                     const float* x, float* y) {
+  __m256 a0[T], a1[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) a0[t] = a1[t] = _mm256_setzero_ps();
+  index_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const __m256 x0 = _mm256_i32gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k)), 4);
+    const __m256 x1 = _mm256_i32gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k + 8)), 4);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      a0[t] = _mm256_fmadd_ps(_mm256_loadu_ps(val[t] + k), x0, a0[t]);
+      a1[t] = _mm256_fmadd_ps(_mm256_loadu_ps(val[t] + k + 8), x1, a1[t]);
+    }
+  }
+  if (k + 8 <= n) {
+    const __m256 x0 = _mm256_i32gather_ps(x, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(col + k)), 4);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) a0[t] = _mm256_fmadd_ps(_mm256_loadu_ps(val[t] + k), x0, a0[t]);
+    k += 8;
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) {
+    float s = x86::hsum(_mm256_add_ps(a0[t], a1[t]));
+    for (index_t j = k; j < n; ++j) s += val[t][j] * x[col[j]];
+    y[t] = s;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void spmv_row_groups_avx2(const sparse_plan<float>& p, const float* x, float* y, index_t r0,
+                                                    index_t r1) {
+  const std::uint32_t* rp = p.row_ptr.data();
+  index_t i = r0;
+  while (i < r1) {
+    const float* val[4];
+    if (i % 4 == 0 && i + 4 <= r1) {  // row_group % 4 == 0, so rows i..i+3 share columns
+      for (int t = 0; t < 4; ++t) val[t] = p.values.data() + rp[i + t];
+      spmv_shared_rows_avx2<4>(p.col.data() + rp[i], val, rp[i + 1] - rp[i], x, y + i);
+      i += 4;
+    } else {
+      val[0] = p.values.data() + rp[i];
+      spmv_shared_rows_avx2<1>(p.col.data() + rp[i], val, rp[i + 1] - rp[i], x, y + i);
+      ++i;
+    }
+  }
+}
+
 template <class V>
 SHRINK_TARGET_AVX2 inline void spmv_rows_avx2(const sparse_plan<V>& p, const float* x, float* y, index_t r0,
                                               index_t r1) {
@@ -152,6 +204,7 @@ SHRINK_TARGET_AVX2 inline void spmv_rows_avx2(const sparse_plan<V>& p, const flo
   const int mode = p.table_size <= 8 ? 0 : (p.table_size <= 16 ? 1 : 2);
   if constexpr (std::is_same_v<V, float>) {
     if (p.run % 4 == 0) return spmv_runs4_avx2(p, x, y, r0, r1);
+    if (p.row_group % 4 == 0) return spmv_row_groups_avx2(p, x, y, r0, r1);
   }
   __m256 t0 = _mm256_setzero_ps(), t1 = _mm256_setzero_ps();
   if constexpr (std::is_same_v<V, std::uint8_t>) {

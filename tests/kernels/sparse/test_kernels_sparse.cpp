@@ -207,6 +207,29 @@ TEST_CASE("spmv/spmm: results are bit-identical for any thread count") {
   }
 }
 
+TEST_CASE("spmv bsr 8x1: row groups split across threads give the same bits as one thread") {
+  const index_t rows = 200, cols = 72;
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 18);
+  const auto m = random_mask(rows, cols, 0.1, 19);
+  const auto a = sp::bsr_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                         const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}), {8, 1});
+  const auto dense = a.to_dense();
+  const std::vector<float> dense_w(dense.span().begin(), dense.span().end());
+  const auto plan = k::make_plan(a);
+  const auto x = testing::normal_floats(static_cast<std::size_t>(cols), 20);
+  const auto o = dense_product(dense_w, rows, cols, x, 1);
+  testing::for_each_isa([&](k::isa) {
+    std::vector<float> y1(static_cast<std::size_t>(rows));
+    k::spmv(plan, std::span<const float>(x), std::span<float>(y1), context{1});
+    check_close(y1, o, 1);
+    for (int t : {2, 3, 5, 7}) {
+      std::vector<float> yt(y1.size());
+      k::spmv(plan, std::span<const float>(x), std::span<float>(yt), context{t});
+      CHECK(yt == y1);
+    }
+  });
+}
+
 TEST_CASE("sparse_conv2d: im2col + SpMM equals a direct convolution with zero padding and stride") {
   const k::conv2d_shape s{3, 9, 11, 3, 3, 2, 1};
   const index_t cout = 10, ho = s.out_h(), wo = s.out_w();
