@@ -61,47 +61,57 @@ inline float key_float(std::uint32_t k) noexcept {
 }
 
 /// Sorts by bit pattern, lazily. Floats map to order-preserving keys; one MSD pass on the
-/// top 11 key bits scatters them into 2048 buckets (with per-bucket count, sum and sum of
-/// squares). A bucket is finished only when a query needs its order: an LSD radix sort on
-/// the low 21 bits (11 + 10) in cache, plus prefix sums every 64 values. Lloyd touches only
+/// top 16 key bits scatters them into 65536 buckets (with per-bucket count and sum). A
+/// bucket is finished only when a query needs its order: an LSD radix sort on the low 16
+/// bits (8 + 8) in cache, plus prefix sums every 64 values. Lloyd touches only
 /// the buckets holding a cluster boundary, so most of the data is never fully sorted.
 /// Exact and deterministic. Non-finite values are an error; -0 sorts as +0.
 class lazy_sorted {
  public:
-  static constexpr std::size_t k_buckets = 2048;
+  static constexpr std::size_t k_buckets = 65536;
+  static constexpr int k_shift = 16;  // bucket = top 16 key bits: sign, exponent, 7 mantissa bits
   static constexpr std::size_t k_block = 64;
 
   lazy_sorted(std::span<const float> values, const char* who)
       : n_(values.size()), keys_(new std::uint32_t[values.size()]), out_(new float[values.size()]),
-        start_(k_buckets + 1, 0), sum_(k_buckets + 1, 0.0), sq_(k_buckets + 1, 0.0), done_(k_buckets, 0),
-        blocks_(k_buckets) {
+        start_(k_buckets + 1, 0), sum_(k_buckets + 1, 0.0), done_(k_buckets, 0), blocks_(k_buckets) {
     std::vector<std::uint32_t> top(k_buckets + 1, 0);
-    for (std::size_t i = 0; i < n_; ++i) {
-      SHRINK_REQUIRE(std::isfinite(values[i]), errc::non_finite, who, ": weight ", i, " is ", values[i],
-                     "; expected finite values");
-      ++top[key(values[i]) >> 21];
+    std::uint32_t bad = 0;  // exponent all ones: Inf or NaN (checked after the sweep)
+    double q[4] = {0, 0, 0, 0};
+    std::size_t i = 0;
+    for (; i < n_; ++i) {
+      const float x = values[i];
+      bad |= static_cast<std::uint32_t>((std::bit_cast<std::uint32_t>(x) & 0x7f800000u) == 0x7f800000u);
+      ++top[key(x) >> k_shift];
+      q[i & 3] += static_cast<double>(x) * static_cast<double>(x);
     }
+    if (bad)
+      for (std::size_t j = 0; j < n_; ++j)
+        SHRINK_REQUIRE(std::isfinite(values[j]), errc::non_finite, who, ": weight ", j, " is ", values[j],
+                       "; expected finite values");
+    total_sq_ = (q[0] + q[1]) + (q[2] + q[3]);
     std::uint32_t run = 0;
     for (std::size_t d = 0; d <= k_buckets; ++d) {
       start_[d] = run;
       run += top[d];
       top[d] = start_[d];
     }
-    std::vector<double> bs(k_buckets, 0.0), bq(k_buckets, 0.0);
+    std::vector<double> bs(k_buckets, 0.0);
     std::uint32_t* SHRINK_RESTRICT dst = keys_.get();
-    for (std::size_t i = 0; i < n_; ++i) {
-      const float x = values[i];
-      const std::uint32_t k = key(x), d = k >> 21;
+    for (std::size_t j = 0; j < n_; ++j) {
+      const float x = values[j];
+      const std::uint32_t k = key(x), d = k >> k_shift;
       dst[top[d]++] = k;
       bs[d] += static_cast<double>(x);
-      bq[d] += static_cast<double>(x) * static_cast<double>(x);
     }
     for (std::size_t d = 0; d < k_buckets; ++d) {
       sum_[d + 1] = sum_[d] + bs[d];
-      sq_[d + 1] = sq_[d] + bq[d];
       nonempty_ += start_[d + 1] > start_[d];
     }
   }
+
+  /// Sum of the squares of all values.
+  [[nodiscard]] double total_squares() const noexcept { return total_sq_; }
 
   [[nodiscard]] std::size_t size() const noexcept { return n_; }
   /// Buckets holding at least one value: a lower bound on the number of distinct values.
@@ -125,37 +135,31 @@ class lazy_sorted {
     float f = static_cast<float>(t);
     if (static_cast<double>(f) > t) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
     if (!(f >= -std::numeric_limits<float>::max())) return 0;
-    const std::uint32_t d = key(f) >> 21;
+    const std::uint32_t d = key(f) >> k_shift;
     ensure(d);
     const float* b = out_.get() + start_[d];
     const float* e = out_.get() + start_[d + 1];
     return static_cast<std::size_t>(std::upper_bound(b, e, f) - out_.get());
   }
-  /// Sum (and sum of squares) of the values of rank < i.
-  [[nodiscard]] double sum_before(std::size_t i) { return partial(i, false); }
-  [[nodiscard]] double sq_before(std::size_t i) { return partial(i, true); }
+  /// Sum of the values of rank < i.
+  [[nodiscard]] double sum_before(std::size_t i) {
+    if (i >= n_) return sum_[k_buckets];
+    const std::size_t d = bucket_of_rank(i);
+    ensure(d);
+    const std::size_t local = i - start_[d];
+    double s = sum_[d] + blocks_[d][local / k_block];
+    for (std::size_t j = start_[d] + local / k_block * k_block; j < i; ++j) s += static_cast<double>(out_[j]);
+    return s;
+  }
 
  private:
-  static std::uint32_t key(float x) noexcept { return float_key(x == 0.0f ? 0.0f : x); }
+  // x + 0.0f turns -0 into +0 (round to nearest) and leaves every other value alone.
+  static std::uint32_t key(float x) noexcept { return float_key(x + 0.0f); }
 
   [[nodiscard]] std::size_t bucket_of_rank(std::size_t i) const noexcept {
     // last bucket whose start is <= i and that is non-empty
     const auto it = std::upper_bound(start_.begin(), start_.end(), static_cast<std::uint32_t>(i));
     return static_cast<std::size_t>(it - start_.begin()) - 1;
-  }
-
-  double partial(std::size_t i, bool squares) {
-    if (i >= n_) return squares ? sq_[k_buckets] : sum_[k_buckets];
-    const std::size_t d = bucket_of_rank(i);
-    ensure(d);
-    const std::size_t local = i - start_[d];
-    const auto& blk = blocks_[d];
-    double s = (squares ? sq_[d] : sum_[d]) + blk[2 * (local / k_block) + (squares ? 1 : 0)];
-    for (std::size_t j = start_[d] + local / k_block * k_block; j < i; ++j) {
-      const double x = out_[j];
-      s += squares ? x * x : x;
-    }
-    return s;
   }
 
   void ensure(std::size_t d) {
@@ -173,51 +177,42 @@ class lazy_sorted {
       }
       for (std::size_t i = 0; i < m; ++i) o[i] = key_float(k[i]);
     } else {
+      // LSD radix sort on the low 16 key bits (2 passes of 8), in cache
       tmp_.resize(std::max(tmp_.size(), m));
-      std::array<std::uint32_t, 2048> h0{}, h1{};
+      std::array<std::uint32_t, 256> h0{}, h1{};
       for (std::size_t i = 0; i < m; ++i) {
-        ++h0[k[i] & 2047];
-        ++h1[(k[i] >> 11) & 1023];
+        ++h0[k[i] & 255];
+        ++h1[(k[i] >> 8) & 255];
       }
       std::uint32_t s0 = 0, s1 = 0;
-      for (std::size_t b = 0; b < 2048; ++b) {
-        const std::uint32_t c0 = h0[b];
+      for (std::size_t b = 0; b < 256; ++b) {
+        const std::uint32_t c0 = h0[b], c1 = h1[b];
         h0[b] = s0;
         s0 += c0;
-        if (b < 1024) {
-          const std::uint32_t c1 = h1[b];
-          h1[b] = s1;
-          s1 += c1;
-        }
+        h1[b] = s1;
+        s1 += c1;
       }
       std::uint32_t* SHRINK_RESTRICT t = tmp_.data();
-      for (std::size_t i = 0; i < m; ++i) t[h0[k[i] & 2047]++] = k[i];
-      for (std::size_t i = 0; i < m; ++i) o[h1[(t[i] >> 11) & 1023]++] = key_float(t[i]);
+      for (std::size_t i = 0; i < m; ++i) t[h0[k[i] & 255]++] = k[i];
+      for (std::size_t i = 0; i < m; ++i) o[h1[(t[i] >> 8) & 255]++] = key_float(t[i]);
     }
-    // prefix sums (and of squares) within the bucket, every k_block values
+    // prefix sums within the bucket, every k_block values
     auto& blk = blocks_[d];
-    blk.assign(2 * (m / k_block + 1), 0.0);
-    double s = 0, q = 0;
+    blk.assign(m / k_block + 1, 0.0);
+    double s = 0;
     for (std::size_t i = 0; i < m; ++i) {
-      if (i % k_block == 0) {
-        blk[2 * (i / k_block)] = s;
-        blk[2 * (i / k_block) + 1] = q;
-      }
-      const double x = o[i];
-      s += x;
-      q += x * x;
+      if (i % k_block == 0) blk[i / k_block] = s;
+      s += static_cast<double>(o[i]);
     }
-    if (m % k_block == 0) {
-      blk[2 * (m / k_block)] = s;
-      blk[2 * (m / k_block) + 1] = q;
-    }
+    if (m % k_block == 0) blk[m / k_block] = s;
   }
 
   std::size_t n_ = 0, nonempty_ = 0;
   std::unique_ptr<std::uint32_t[]> keys_;
   std::unique_ptr<float[]> out_;
   std::vector<std::uint32_t> start_;
-  std::vector<double> sum_, sq_;  // exclusive prefix over buckets
+  std::vector<double> sum_;  // exclusive prefix over buckets
+  double total_sq_ = 0;
   std::vector<char> done_;
   std::vector<std::vector<double>> blocks_;
   std::vector<std::uint32_t> tmp_;
@@ -484,18 +479,17 @@ inline kmeans_result kmeans_1d(std::span<const float> values, const kmeans_optio
   std::vector<double> cf(r.centroids.begin(), r.centroids.end());
   if (!lazy) {
     r.sse = detail::sse_of(sorted.span(), cf);
-  } else {  // per cluster: sum (x - c)^2 = S2 - 2 c S1 + m c^2 from the prefix sums
+  } else {  // sum over clusters of (x - c)^2 = sum x^2 - sum_j (2 c_j S1_j - m_j c_j^2)
     std::size_t lo = 0;
-    double s1_lo = 0, s2_lo = 0;
+    double s1_lo = 0, cross = 0;
     for (std::size_t j = 0; j < k; ++j) {
       const std::size_t hi = j + 1 < k ? std::max(lo, sorted.count_le(0.5 * (cf[j] + cf[j + 1]))) : n;
-      const double s1 = sorted.sum_before(hi), s2 = sorted.sq_before(hi);
-      const double m = static_cast<double>(hi - lo);
-      r.sse += std::max(0.0, (s2 - s2_lo) - 2 * cf[j] * (s1 - s1_lo) + m * cf[j] * cf[j]);
+      const double s1 = sorted.sum_before(hi);
+      cross += 2 * cf[j] * (s1 - s1_lo) - static_cast<double>(hi - lo) * cf[j] * cf[j];
       lo = hi;
       s1_lo = s1;
-      s2_lo = s2;
     }
+    r.sse = std::max(0.0, sorted.total_squares() - cross);
   }
   return r;
 }
