@@ -101,6 +101,18 @@ TEST_CASE("magnitude: large tensors match a full-sort oracle exactly on every pa
   });
 }
 
+TEST_CASE("magnitude: the into-mask overload reuses or reshapes the caller's mask") {
+  const std::vector<float> w{0.5f, -3.0f, 0.1f, 2.0f, -0.2f, 1.0f};
+  p::mask m;
+  p::magnitude(v2(w, 2, 3), p::by_sparsity(0.5), m);
+  CHECK(bytes(m) == std::vector<int>{0, 1, 0, 1, 0, 1});
+  CHECK(m.dims() == std::vector<index_t>{2, 3});
+  const std::uint8_t* storage = m.data();
+  p::magnitude(v2(w, 2, 3), p::by_threshold(1.5), m);
+  CHECK(m.data() == storage);
+  CHECK(bytes(m) == std::vector<int>{0, 1, 0, 1, 0, 0});
+}
+
 TEST_CASE("magnitude: strided views are read in row-major order") {
   const std::vector<float> storage{4, 9, 1, 9, 3, 9, 2, 9};  // a 4x1 column every other element
   const shrink::tensor_view<const float, 2> col(storage.data(), shrink::shape<2>{4, 1}, {2, 1});

@@ -116,6 +116,7 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t 
     if (i % k_classify_block == 0) c.ensure(static_cast<std::size_t>(k_classify_block));
     __m256i gt[4];
     unsigned lows = 0, highs = 0;
+#pragma GCC unroll 4
     for (int h = 0; h < 4; ++h) {
       const __m256i k = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i + 8 * h)), abs_bits);
       nan = _mm256_or_si256(nan, _mm256_cmpgt_epi32(k, vinf));

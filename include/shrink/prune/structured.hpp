@@ -163,6 +163,7 @@ SHRINK_TARGET_AVX2 inline void n_of_4_avx2(const float* w, index_t groups, int n
   index_t g = 0;
   for (; g + 8 <= groups; g += 8) {
     __m256i keep[4];
+#pragma GCC unroll 4
     for (int h = 0; h < 4; ++h) {
       const __m256i a = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 4 * g + 8 * h)), abs_bits);
       const __m256i r1 = _mm256_shuffle_epi32(a, _MM_SHUFFLE(0, 3, 2, 1));

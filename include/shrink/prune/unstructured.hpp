@@ -70,6 +70,15 @@ mask magnitude(tensor_view<const float, Rank> weights, const target& t) {
   return m;
 }
 
+/// magnitude() into an existing mask, reusing its storage when it already has the weights'
+/// shape (a training loop that re-prunes every Δt steps allocates its 1 byte per weight once).
+template <std::size_t Rank>
+void magnitude(tensor_view<const float, Rank> weights, const target& t, mask& out) {
+  detail::contiguous<Rank> w(weights);
+  if (!out.matches(weights.shape())) out = mask(weights.shape(), mask::uninitialized{});
+  detail::run_target({{w.data, weights.size(), out.data()}}, weights.size(), t, "prune::magnitude", "weight");
+}
+
 /// Global magnitude pruning across several tensors, as torch.nn.utils.prune.global_unstructured
 /// with L1Unstructured: one ranking over the concatenation (in the order given), prune
 /// round(s · total) elements; returns one mask per tensor. Ties: lower global index first.
