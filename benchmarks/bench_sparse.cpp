@@ -194,7 +194,7 @@ void register_all() {
           }
           bench::set_ops(st, 2.0 * static_cast<double>(plan.nnz()) * k_batch);
         });
-    for (auto [r, c] : {std::pair<index_t, index_t>{1, 4}, {4, 4}}) {
+    for (auto [r, c] : {std::pair<index_t, index_t>{1, 4}, {4, 4}, {8, 1}}) {
       const std::string blk = std::to_string(r) + "x" + std::to_string(c);
       benchmark::RegisterBenchmark(name("spmv_bsr" + blk + "_f32", "shrink", "4096x4096" + tag).c_str(),
                                    [s, r, c](benchmark::State& st) {

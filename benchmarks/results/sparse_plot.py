@@ -28,6 +28,8 @@ series = [  # label, name pattern (with {s}), batch
     ('BSR 1x4, batch 64', 'spmm_bsr1x4_f32/shrink/4096x4096x64_s{s}', 64),
     ('BSR 4x4, batch 1', 'spmv_bsr4x4_f32/shrink/4096x4096_s{s}', 1),
     ('BSR 4x4, batch 64', 'spmm_bsr4x4_f32/shrink/4096x4096x64_s{s}', 64),
+    ('BSR 8x1, batch 1', 'spmv_bsr8x1_f32/shrink/4096x4096_s{s}', 1),
+    ('BSR 8x1, batch 64', 'spmm_bsr8x1_f32/shrink/4096x4096x64_s{s}', 64),
     ('Eigen sparse, batch 1', 'spmv_csr_f32/eigen_sparse/4096x4096_s{s}', 1),
 ]
 points = {}
@@ -78,7 +80,7 @@ def py(v):  # log2 axis
 
 
 colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22',
-          '#17becf']
+          '#17becf', '#393b79', '#637939']
 out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
        f'<rect width="{W}" height="{H}" fill="white"/>',
        f'<text x="{L}" y="18" font-size="13">Speed-up over Eigen dense (gemv / gemm), 4096x4096, 1 thread (log scale; dashed = break-even)</text>']
