@@ -50,8 +50,7 @@ void prune_magnitude(benchmark::State& state) {
   shrink::bench::set_bytes(state, 4.0 * static_cast<double>(v.size()));
 }
 
-// The same plus a fresh 16 MiB mask per call (page faults included: glibc serves it by mmap
-// when a linked library has fixed M_MMAP_THRESHOLD, as this benchmark's peers do).
+// The same plus a fresh 16 MiB mask per call (whatever the allocator costs, page faults included).
 void prune_magnitude_alloc(benchmark::State& state) {
   const auto v = view();
   for (auto _ : state) {
