@@ -142,3 +142,17 @@ TEST_CASE("error: code, stable names and message text") {
   CHECK(shrink::to_string(errc::shape_mismatch) == "shape_mismatch");
   CHECK(shrink::to_string(errc::format) == "format");
 }
+
+TEST_CASE("aligned_buffer: zero-filled by default, uninitialised on request, deep copies") {
+  shrink::aligned_buffer<int> zeroed(100);
+  CHECK(std::all_of(zeroed.begin(), zeroed.end(), [](int v) { return v == 0; }));
+  shrink::aligned_buffer<int> raw(100, shrink::uninitialized);
+  CHECK(raw.size() == 100);
+  CHECK(reinterpret_cast<std::uintptr_t>(raw.data()) % shrink::k_alignment == 0);
+  for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = static_cast<int>(i);
+  shrink::aligned_buffer<int> copy = raw;
+  CHECK(copy[99] == 99);
+  CHECK(copy.data() != raw.data());
+  shrink::aligned_buffer<int> empty(0, shrink::uninitialized);
+  CHECK(empty.empty());
+}

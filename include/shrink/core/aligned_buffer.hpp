@@ -18,6 +18,13 @@ namespace shrink {
 /// Alignment of every owned buffer: one cache line, and one AVX-512 register.
 inline constexpr std::size_t k_alignment = 64;
 
+/// Tag for buffers whose every element the caller writes before reading: skips the zero
+/// fill (a whole extra write pass over a large format).
+struct uninitialized_t {
+  explicit uninitialized_t() = default;
+};
+inline constexpr uninitialized_t uninitialized{};
+
 /// A contiguous array of trivially copyable `T`, aligned to k_alignment and
 /// zero-initialised; copyable (deep copy) and movable. Formats own their bytes through it.
 template <class T>
@@ -26,8 +33,10 @@ class aligned_buffer {
 
  public:
   aligned_buffer() = default;
-  explicit aligned_buffer(std::size_t count) : data_(allocate(count)), size_(count) {}
-  aligned_buffer(std::span<const T> values) : aligned_buffer(values.size()) {  // NOLINT
+  explicit aligned_buffer(std::size_t count) : data_(allocate(count, true)), size_(count) {}
+  /// Elements left uninitialised: the caller must write each one before it is read.
+  aligned_buffer(std::size_t count, uninitialized_t) : data_(allocate(count, false)), size_(count) {}
+  aligned_buffer(std::span<const T> values) : aligned_buffer(values.size(), uninitialized) {  // NOLINT
     if (!values.empty()) std::memcpy(data_.get(), values.data(), values.size_bytes());
   }
   aligned_buffer(const aligned_buffer& other) : aligned_buffer(other.span()) {}
@@ -57,13 +66,13 @@ class aligned_buffer {
     void operator()(T* p) const noexcept { ::operator delete(p, std::align_val_t{k_alignment}); }
   };
 
-  static T* allocate(std::size_t count) {
+  static T* allocate(std::size_t count, bool zero) {
     if (count == 0) return nullptr;
     SHRINK_REQUIRE(count <= std::numeric_limits<std::size_t>::max() / sizeof(T), errc::overflow,
                    "aligned_buffer: ", count, " elements of ", sizeof(T), " bytes overflow size_t");
     const std::size_t bytes = (count * sizeof(T) + k_alignment - 1) / k_alignment * k_alignment;
     void* p = ::operator new(bytes, std::align_val_t{k_alignment});
-    std::memset(p, 0, bytes);
+    if (zero) std::memset(p, 0, bytes);
     return static_cast<T*>(p);
   }
 
