@@ -72,7 +72,12 @@ class aligned_buffer {
                    "aligned_buffer: ", count, " elements of ", sizeof(T), " bytes overflow size_t");
     const std::size_t bytes = (count * sizeof(T) + k_alignment - 1) / k_alignment * k_alignment;
     void* p = ::operator new(bytes, std::align_val_t{k_alignment});
-    if (zero) std::memset(p, 0, bytes);
+    // The padding up to the next 64 bytes is always zero, so vector code that reads whole
+    // cache lines past the last element sees zeros.
+    if (zero)
+      std::memset(p, 0, bytes);
+    else
+      std::memset(static_cast<char*>(p) + count * sizeof(T), 0, bytes - count * sizeof(T));
     return static_cast<T*>(p);
   }
 
