@@ -51,7 +51,15 @@ check 0 "--help for a command" "$shrink" compress --help
 contains out.txt "--recipe" "compress --help lists options"
 check 2 "no command" "$shrink"
 check 2 "unknown preset" "$shrink" compress model.safetensors x.safetensors --recipe banana
-check 5 "preset needing an unwired module" "$shrink" compress model.safetensors x.safetensors --recipe xnor
+for preset in codebook4 2:4 deep-compression xnor lowrank:energy=0.9; do
+  check 0 "compress $preset" "$shrink" compress model.safetensors t.safetensors --recipe "$preset"
+  check 0 "inspect $preset" "$shrink" inspect t.safetensors --against model.safetensors
+  check 0 "decompress $preset" "$shrink" decompress t.safetensors t.back.safetensors
+done
+check 0 "generate odd columns" "$shrink" generate odd.safetensors --tensors 1 --rows 8 --cols 6
+check 0 "2:4 falls back to float" "$shrink" compress odd.safetensors odd.c.safetensors --recipe 2:4
+contains out.txt "kept in float" "fallback noted in the summary"
+check 2 "bad lowrank energy" "$shrink" compress model.safetensors x.safetensors --recipe lowrank:energy=2
 check 3 "missing input" "$shrink" inspect nope.safetensors
 # Hostile inputs: truncated file, header length beyond file, garbage.
 head -c 100 model.safetensors > trunc.safetensors

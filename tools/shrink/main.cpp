@@ -116,14 +116,16 @@ int run_compress(const std::string& in, const std::string& out, const std::strin
     for (const auto& t : rep.tensors)
       j["tensors"].push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", std::string(io::name(t.dtype))},
                               {"scheme", t.scheme}, {"bytes_before", t.bytes_before}, {"bytes_after", t.bytes_after},
-                              {"mse", t.sse / std::max<double>(1.0, static_cast<double>(io::checked_count(t.shape, "")))}});
+                              {"mse", t.sse / std::max<double>(1.0, static_cast<double>(io::checked_count(t.shape, "")))},
+                              {"note", t.note}});
     std::cout << j.dump(2) << "\n";
   } else {
-    std::vector<std::vector<std::string>> rows{{"tensor", "shape", "scheme", "before", "after", "mse"}};
+    std::vector<std::vector<std::string>> rows{{"tensor", "shape", "scheme", "before", "after", "mse", "note"}};
     for (const auto& t : rep.tensors)
       rows.push_back({t.name, shape_text(t.shape), t.scheme, human(static_cast<double>(t.bytes_before)),
                       human(static_cast<double>(t.bytes_after)),
-                      fmt(t.sse / std::max<double>(1.0, static_cast<double>(io::checked_count(t.shape, ""))))});
+                      fmt(t.sse / std::max<double>(1.0, static_cast<double>(io::checked_count(t.shape, "")))),
+                      t.note.empty() ? "" : "kept in float: " + t.note});
     print_table(rows);
     std::printf("\ntotal: %s -> %s (%.2fx, %.3f bits/weight) in %.2f s\n", human(static_cast<double>(rep.bytes_before)).c_str(),
                 human(static_cast<double>(rep.bytes_after)).c_str(), ratio,
@@ -322,7 +324,8 @@ int main(int argc, char** argv) {
   compress->add_option("IN", in, "input .safetensors")->required();
   compress->add_option("OUT", out, "output .safetensors (written atomically)")->required();
   compress->add_option("--recipe,-r", recipe,
-                       "preset (int8, int4-g32, int4-g128, int<b>-g<G>, float) or a JSON recipe file (*.json)");
+                       "preset (int8, int4-g32, int4-g128, int<b>-g<G>, codebook4, 2:4, deep-compression, xnor, "
+                       "lowrank:energy=E, float) or a JSON recipe file (*.json)");
   compress->add_option("--target-bits", target_bits, "mixed precision: average bits per weight")->check(CLI::PositiveNumber);
   compress->add_option("--target-size", target_size, "mixed precision: total bytes")->check(CLI::PositiveNumber);
   compress->add_option("--threads", threads, "worker threads (0 = all cores)")->check(CLI::NonNegativeNumber);

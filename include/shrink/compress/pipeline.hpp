@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -42,6 +43,7 @@ struct tensor_report {
   std::string scheme;  ///< "float", "int8", "int4-g32", ...
   std::uint64_t bytes_before = 0, bytes_after = 0;
   double sse = 0;      ///< sum of squared errors against the input
+  std::string note;    ///< why the recipe's scheme was not used (kept in float), if so
 };
 
 struct compress_report {
@@ -51,13 +53,26 @@ struct compress_report {
   double seconds = 0;
 };
 
-/// A short label for options, as shown in reports: "int8", "int4-g32", "float".
+/// A short label for options, as shown in reports: "int8", "int4-g32", "codebook16", "2:4",
+/// "deep-compression", "xnor", "lowrank:energy=0.9", "float".
 inline std::string label(const scheme_options& o) {
   if (o.scheme == "int") return "int" + std::to_string(o.bits) + "-g" + std::to_string(o.group);
+  if (o.scheme == "codebook") return "codebook" + std::to_string(o.k);
+  if (o.scheme == "nm") return std::to_string(o.n) + ":" + std::to_string(o.m);
+  if (o.scheme == "deep") return "deep-compression";
+  if (o.scheme == "lowrank") {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, "lowrank:energy=%g", o.energy);
+    return buf;
+  }
   return o.scheme;
 }
 inline std::string label(const record& r) {
   if (r.scheme == "int") return "int" + std::to_string(r.bits) + "-g" + std::to_string(r.group);
+  if (r.scheme == "codebook") return "codebook" + std::to_string(r.k);
+  if (r.scheme == "nm") return std::to_string(r.n) + ":" + std::to_string(r.m);
+  if (r.scheme == "deep") return "deep-compression";
+  if (r.scheme == "lowrank") return "lowrank:rank=" + std::to_string(r.rank);
   return r.scheme;
 }
 
@@ -94,7 +109,7 @@ inline double sse(std::span<const float> a, std::span<const float> b) {
 }
 
 inline double sse_of(const encoded& e, std::span<const float> x) {
-  const auto d = decode(e.rec, e.entries[0].bytes.span(), e.entries[1].bytes.span());
+  const auto d = decode(e);
   return sse(x, d.span());
 }
 
@@ -134,6 +149,11 @@ inline compress_report compress_file(const std::filesystem::path& in, const std:
   for (std::size_t i = 0; i < n; ++i) {
     chosen[i] = resolve(opt.recipe, ts[i].name, ts[i].shape.size(), i == first, i == last);
     if (!io::is_floating(ts[i].type) || ts[i].count() == 0) chosen[i].scheme = "float";
+  }
+  std::vector<std::string> notes(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    notes[i] = cannot_store(chosen[i], ts[i].shape);
+    if (!notes[i].empty()) chosen[i].scheme = "float";
   }
   auto cost = [&](std::size_t i) -> std::uint64_t { return ts[i].count() * 8 + ts[i].nbytes(); };
 
@@ -186,6 +206,7 @@ inline compress_report compress_file(const std::filesystem::path& in, const std:
           r.dtype = ts[i].type;
           r.bytes_before = ts[i].nbytes();
           r.scheme = label(chosen[i]);
+          r.note = notes[i];
           if (chosen[i].scheme != "float") {
             const auto x = reader.read_float(ts[i]);
             results[i] = encode(ts[i].name, x.span(), ts[i].shape, ts[i].type, chosen[i]);
@@ -253,7 +274,11 @@ inline std::vector<expanded_tensor> list_tensors(const io::safetensors_reader& r
 inline aligned_buffer<float> read_expanded(const io::safetensors_reader& reader, const std::vector<record>& recs,
                                            const std::string& name) {
   for (const auto& r : recs)
-    if (r.name == name) return decode(r, reader.bytes(reader.at(r.entries.at("codes"))), reader.bytes(reader.at(r.entries.at("scales"))));
+    if (r.name == name) {
+      entry_bytes b;
+      for (const auto& [role, entry] : r.entries) b[role] = reader.bytes(reader.at(entry));
+      return decode(r, b);
+    }
   return reader.read_float(reader.at(name));
 }
 

@@ -64,12 +64,43 @@ inline scheme_options parse_scheme(std::string_view text) {
     o.group = group;
     return o;
   }
-  for (std::string_view later : {"codebook", "deep-compression", "2:4", "xnor", "lowrank", "prune", "ternary"})
-    SHRINK_REQUIRE(text.rfind(later, 0) != 0, errc::unsupported, "recipe: '", text,
-                   "' needs a technique module that this build of the tool does not wire up yet; available: "
-                   "int8, int<b>-g<G> (e.g. int4-g32, int4-g128), float");
+  if (text == "codebook4" || text == "codebook") {
+    o.scheme = "codebook";
+    o.k = 16;
+    return o;
+  }
+  if (text == "2:4") {
+    o.scheme = "nm";
+    o.n = 2;
+    o.m = 4;
+    return o;
+  }
+  if (text == "deep-compression") {
+    o.scheme = "deep";
+    o.k = 32;
+    o.sparsity = 0.9;
+    return o;
+  }
+  if (text == "xnor") {
+    o.scheme = "xnor";
+    return o;
+  }
+  // lowrank:energy=E with E in (0, 1]; "lowrank" alone means 0.9.
+  if (text.rfind("lowrank", 0) == 0) {
+    const std::string s(text);
+    double e = 0.9;
+    int consumed = 0;
+    const bool ok = s == "lowrank" ||
+                    (std::sscanf(s.c_str(), "lowrank:energy=%lf%n", &e, &consumed) == 1 && consumed == static_cast<int>(s.size()));
+    SHRINK_REQUIRE(ok && e > 0.0 && e <= 1.0, errc::invalid_argument, "recipe: '", text,
+                   "' is not lowrank:energy=E with E in (0, 1]");
+    o.scheme = "lowrank";
+    o.energy = e;
+    return o;
+  }
   detail::raise(errc::invalid_argument, "recipe: unknown preset '", text,
-                "'; expected int8, int<b>-g<G> (e.g. int4-g32, int4-g128), float, or a JSON recipe file");
+                "'; expected int8, int<b>-g<G> (e.g. int4-g32, int4-g128), codebook4, 2:4, deep-compression, xnor, "
+                "lowrank:energy=E, float, or a JSON recipe file");
 }
 
 inline scheme_options options_from_json(const nlohmann::json& j, const std::string& who) {
@@ -83,7 +114,7 @@ inline scheme_options options_from_json(const nlohmann::json& j, const std::stri
     SHRINK_REQUIRE(s->is_string(), errc::invalid_argument, who, ": \"scheme\" must be a string");
     const auto name = s->get<std::string>();
     SHRINK_REQUIRE(name == "int8" || name == "int" || name == "float", errc::invalid_argument, who,
-                   ": \"scheme\" must be int8, int or float, got '", name, "'");
+                   ": \"scheme\" must be int8, int or float (use \"preset\" for the others), got '", name, "'");
     o.scheme = name;
   }
   if (auto b = j.find("bits"); b != j.end()) {
