@@ -301,3 +301,27 @@ TEST_CASE("dtype conversions from float round half to even and saturate") {
   const float nan = NAN;
   CHECK_THROWS_AS(io::from_float(io::dtype::i32, &nan, 1, out.data()), shrink::error);
 }
+
+TEST_CASE("io half conversions are quant/float16.hpp's, with fp16 NaNs made quiet as F16C does") {
+  for (std::uint32_t h = 0; h < 65536; ++h) {
+    const auto b = static_cast<std::uint16_t>(h);
+    const auto q = std::bit_cast<std::uint32_t>(quant::half_to_float(b));
+    const bool nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+    REQUIRE(std::bit_cast<std::uint32_t>(io::fp16_to_fp32(b)) == (nan ? q | 0x00400000u : q));
+    REQUIRE(std::bit_cast<std::uint32_t>(io::bf16_to_fp32(b)) == std::bit_cast<std::uint32_t>(quant::bfloat16_to_float(b)));
+  }
+  // A stride through every float bit pattern (the full 2^32 sweep was run once when the
+  // duplicate scalar code was removed: 0 differences).
+  for (std::uint64_t x = 0; x < (std::uint64_t{1} << 32); x += 4099) {
+    const float f = std::bit_cast<float>(static_cast<std::uint32_t>(x));
+    REQUIRE(io::fp32_to_fp16(f) == quant::float_to_half(f));
+    REQUIRE(io::fp32_to_bf16(f) == quant::float_to_bfloat16(f));
+  }
+  // Independent spot values: RNE ties and overflow.
+  CHECK(io::fp32_to_fp16(1.0f + 0x1p-11f) == 0x3c00);           // tie -> even (1.0)
+  CHECK(io::fp32_to_fp16(1.0f + 3 * 0x1p-11f) == 0x3c02);       // tie -> even (1 + 2^-9)
+  CHECK(io::fp32_to_fp16(65520.0f) == 0x7c00);                  // rounds to inf
+  CHECK(io::fp32_to_fp16(65519.996f) == 0x7bff);
+  CHECK(io::fp32_to_bf16(std::bit_cast<float>(0x3f808000u)) == 0x3f80);  // tie -> even
+  CHECK(io::fp32_to_bf16(std::bit_cast<float>(0x3f818000u)) == 0x3f82);
+}

@@ -90,6 +90,10 @@ inline record make_record(const std::string& name, const char* scheme, const std
 ///   scale_c = max(amax_c / 127.5f, FLT_EPSILON)          (127.5 = (127 - (-128)) / 2)
 ///   q       = clamp(nearbyint(x * (1.0f / scale_c)), -128, 127)
 ///   x'      = q * scale_c
+/// The scales equal quant::quantize(k_qint8_symmetric, per_channel(0))'s, but the codes do not
+/// always: quant divides (ONNX QuantizeLinear), PyTorch multiplies by the reciprocal, and
+/// about 1 code in 10^4 differs (tests/io/test_schemes.cpp). PyTorch's rule is the contract
+/// here, so this encoder stays.
 inline encoded encode_int8(const std::string& name, std::span<const float> x, const std::vector<std::int64_t>& shape,
                            io::dtype original) {
   const auto rc = scheme_impl::as_2d(shape);
