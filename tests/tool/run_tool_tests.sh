@@ -55,7 +55,11 @@ for preset in codebook4 2:4 deep-compression xnor lowrank:energy=0.9; do
   check 0 "compress $preset" "$shrink" compress model.safetensors t.safetensors --recipe "$preset"
   check 0 "inspect $preset" "$shrink" inspect t.safetensors --against model.safetensors
   check 0 "decompress $preset" "$shrink" decompress t.safetensors t.back.safetensors
+  check 0 "bench $preset" "$shrink" --json bench t.safetensors
+  contains out.txt '"kernel"' "bench $preset names its kernel"
 done
+check 0 "bench int4-g32 uses the int4 kernel" "$shrink" bench q4.safetensors
+contains out.txt "weight_only_gemm (int4)" "int4 bench kernel"
 check 0 "generate odd columns" "$shrink" generate odd.safetensors --tensors 1 --rows 8 --cols 6
 check 0 "2:4 falls back to float" "$shrink" compress odd.safetensors odd.c.safetensors --recipe 2:4
 contains out.txt "kept in float" "fallback noted in the summary"
@@ -68,6 +72,17 @@ printf '\xff\xff\xff\x00\x00\x00\x00\x00{}' > biglen.safetensors
 check 4 "header length beyond the file" "$shrink" inspect biglen.safetensors
 check 4 "compress of a truncated file" "$shrink" compress trunc.safetensors never.safetensors
 [ ! -e never.safetensors ] && echo "ok: no partial output" || { echo "FAIL: partial output left"; fails=$((fails + 1)); }
+# SIGTERM during a compress: no temporary output left (exit 143 = killed by SIGTERM, or 0 if
+# the run finished first).
+"$shrink" generate big.safetensors --tensors 8 --rows 512 --cols 512 --seed 3 >/dev/null 2>&1
+"$shrink" compress big.safetensors killed.safetensors --recipe lowrank:energy=0.99 --threads 1 >/dev/null 2>&1 &
+pid=$!
+sleep 0.3
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"
+rc=$?
+if [ "$rc" = 143 ] || [ "$rc" = 0 ]; then echo "ok: SIGTERM ends compress (exit $rc)"; else echo "FAIL: SIGTERM exit $rc"; fails=$((fails + 1)); fi
+[ "$rc" = 0 ] || [ ! -e killed.safetensors ] && echo "ok: no output after SIGTERM" || { echo "FAIL: output after SIGTERM"; fails=$((fails + 1)); }
 leftovers=$(ls -a | grep -c '\.tmp\.' || true)
 [ "$leftovers" = 0 ] && echo "ok: no temporary files left" || { echo "FAIL: temporaries left"; fails=$((fails + 1)); }
 echo "$fails failure(s)"

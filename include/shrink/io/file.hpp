@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cerrno>
 #include <cstddef>
 #include <cstdint>
@@ -14,6 +16,7 @@
 #include <utility>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -85,6 +88,52 @@ class mapped_file {
   std::size_t size_ = 0;
 };
 
+/// Temporary outputs that a SIGINT / SIGTERM must remove (install_signal_cleanup). A fixed
+/// table of slots so the handler only reads plain memory and calls unlink (async-signal-safe):
+/// a slot is free (0), being filled or emptied (1), or holds a live path (2).
+namespace file_impl {
+inline constexpr int k_cleanup_slots = 16;
+inline constexpr std::size_t k_cleanup_path = 4096;
+struct cleanup_slot {
+  std::atomic<int> state{0};
+  char path[k_cleanup_path] = {};
+};
+inline cleanup_slot g_cleanup[k_cleanup_slots];
+
+inline int register_temporary(const std::string& path) {
+  if (path.size() >= k_cleanup_path) return -1;
+  for (int i = 0; i < k_cleanup_slots; ++i) {
+    int free = 0;
+    if (g_cleanup[i].state.compare_exchange_strong(free, 1)) {
+      std::memcpy(g_cleanup[i].path, path.c_str(), path.size() + 1);
+      g_cleanup[i].state.store(2);
+      return i;
+    }
+  }
+  return -1;  // table full: that output is still removed on errors, just not on signals
+}
+inline void unregister_temporary(int slot) {
+  if (slot >= 0) g_cleanup[slot].state.store(0);
+}
+extern "C" inline void cleanup_on_signal(int sig) {
+  for (auto& s : g_cleanup)
+    if (s.state.load() == 2) ::unlink(s.path);
+  ::signal(sig, SIG_DFL);  // then die of the signal, so the exit status says which
+  ::raise(sig);
+}
+}  // namespace file_impl
+
+/// Makes SIGINT and SIGTERM remove every atomic_output's temporary file before the process
+/// ends (the tool calls this once at start-up). Without it, an error still removes the
+/// temporary (the destructor) but a signal would leave it behind.
+inline void install_signal_cleanup() {
+  struct sigaction sa {};
+  sa.sa_handler = file_impl::cleanup_on_signal;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+  ::sigaction(SIGTERM, &sa, nullptr);
+}
+
 /// An output file written under a temporary name in the destination's directory and renamed
 /// onto the destination by `commit()`. Destroyed without commit (an error on the way), it
 /// removes the temporary, so a failed run never leaves a partial output.
@@ -98,12 +147,14 @@ class atomic_output {
     SHRINK_REQUIRE(fd_ >= 0, errc::io, "atomic_output: cannot create a temporary file next to '",
                    destination_.string(), "': ", std::strerror(errno));
     temporary_ = tmpl;
+    slot_ = file_impl::register_temporary(tmpl);
   }
   atomic_output(const atomic_output&) = delete;
   atomic_output& operator=(const atomic_output&) = delete;
   ~atomic_output() {
     if (fd_ >= 0) ::close(fd_);
     if (!committed_) ::unlink(temporary_.c_str());
+    file_impl::unregister_temporary(slot_);
   }
 
   [[nodiscard]] int fd() const noexcept { return fd_; }
@@ -135,12 +186,15 @@ class atomic_output {
     SHRINK_REQUIRE(::rename(temporary_.c_str(), destination_.c_str()) == 0, errc::io, "atomic_output: cannot rename '",
                    temporary_.string(), "' to '", destination_.string(), "': ", std::strerror(errno));
     committed_ = true;
+    file_impl::unregister_temporary(slot_);
+    slot_ = -1;
   }
 
  private:
   std::filesystem::path destination_;
   std::filesystem::path temporary_;
   int fd_ = -1;
+  int slot_ = -1;
   bool committed_ = false;
 };
 
