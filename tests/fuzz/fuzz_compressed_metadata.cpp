@@ -9,12 +9,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto recs = shrink::compress::read_records(h);
     for (const auto& r : recs) {
       if (shrink::io::checked_count(r.shape, "fuzz") > (1u << 20)) continue;
-      auto bytes_of = [&](const std::string& name) {
+      shrink::compress::entry_bytes bytes;
+      for (const auto& [role, name] : r.entries)
         for (const auto& t : h.tensors)
-          if (t.name == name) return file.subspan(static_cast<std::size_t>(h.data_start + t.begin), static_cast<std::size_t>(t.nbytes()));
-        return std::span<const std::byte>();
-      };
-      (void)shrink::compress::decode(r, bytes_of(r.entries.at("codes")), bytes_of(r.entries.at("scales")));
+          if (t.name == name)
+            bytes[role] = file.subspan(static_cast<std::size_t>(h.data_start + t.begin), static_cast<std::size_t>(t.nbytes()));
+      (void)shrink::compress::decode(r, bytes);
     }
   } catch (const shrink::error&) {
   }
