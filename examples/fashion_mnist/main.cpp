@@ -57,7 +57,7 @@ int main(int argc, char** argv) try {
   std::printf("Fashion-MNIST: %td training and %td test images (%s)\n", data.train.images.rows(),
               data.test.images.rows(), opt.quick ? "quick mode" : "full");
   demo::experiment_config cfg{opt.quick, opt.seed};
-  const std::vector<demo::result_row> rows = demo::run_all(data, cfg);
+  const std::vector<demo::result_row> rows = demo::run_all(data, cfg, opt.out);
 
   const double base = rows.front().accuracy;
   const std::string table = demo::markdown_table(rows, base);
@@ -65,10 +65,14 @@ int main(int argc, char** argv) try {
   demo::write_text(opt.out / "results.md", table);
   demo::write_text(opt.out / "accuracy_vs_size.svg", demo::svg_plot(rows));
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf("\n%s\nTotal time %.1f s. Wrote %s and %s\n", table.c_str(), seconds,
+  std::printf("\n%s\nTotal time %.1f s. Wrote %s and %s\n"
+              "Compressed models: %s/lenet_*.safetensors (try: shrink inspect FILE --against lenet_fp32.safetensors)\n",
+              table.c_str(), seconds,
               std::filesystem::absolute(opt.out / "results.md").c_str(),
-              std::filesystem::absolute(opt.out / "accuracy_vs_size.svg").c_str());
-  return demo::check_thresholds(rows, cfg) ? 0 : 1;
+              std::filesystem::absolute(opt.out / "accuracy_vs_size.svg").c_str(),
+              std::filesystem::absolute(opt.out).c_str());
+  const bool met = demo::check_thresholds(rows, cfg);
+  return met || !opt.quick ? 0 : 1;  // only the quick run (a test) fails on a missed threshold
 } catch (const std::exception& e) {
   std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
   return 2;

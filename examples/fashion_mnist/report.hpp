@@ -39,7 +39,7 @@ inline std::string markdown_table(const std::vector<result_row>& rows, double ba
 
 /// Scatter plot, x = compressed weight bytes (log scale), y = accuracy, one labelled point per row.
 inline std::string svg_plot(const std::vector<result_row>& rows) {
-  const double w = 760, h = 460, left = 70, right = 220, top = 30, bottom = 60;
+  const double w = 940, h = 460, left = 70, right = 400, top = 30, bottom = 60;
   double xmin = 1e300, xmax = 0, ymin = 1, ymax = 0;
   for (const auto& r : rows) {
     xmin = std::min(xmin, static_cast<double>(r.bytes));
@@ -66,10 +66,10 @@ inline std::string svg_plot(const std::vector<result_row>& rows) {
       << "' stroke='#eee'/><text x='" << 20 << "' y='" << py(a) + 4 << "'>" << std::lround(a * 100) << "%</text>\n";
   }
   s << "<text x='" << (w - right) / 2 << "' y='" << h - 15 << "'>weight bytes (log scale)</text>\n";
-  const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
+  const char* colors[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#000000", "#aec7e8"};
   int i = 0;
   for (const auto& r : rows) {
-    const char* c = colors[i % 10];
+    const char* c = colors[i % 12];
     s << "<circle cx='" << px(static_cast<double>(r.bytes)) << "' cy='" << py(r.accuracy) << "' r='5' fill='" << c << "'/>\n";
     s << "<rect x='" << w - right + 15 << "' y='" << top + 18 * i << "' width='10' height='10' fill='" << c << "'/>";
     s << "<text x='" << w - right + 30 << "' y='" << top + 18 * i + 10 << "'>" << r.technique << "</text>\n";
