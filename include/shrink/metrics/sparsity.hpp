@@ -7,6 +7,7 @@
 #include <span>
 
 #include "../core/error.hpp"
+#include "ops.hpp"  // detail::checked_product
 
 namespace shrink::metrics {
 
@@ -54,25 +55,14 @@ struct mac_count {
   }
 };
 
-namespace detail {
-inline std::uint64_t mac_product(std::initializer_list<std::int64_t> factors, const char* who) {
-  std::uint64_t p = 1;
-  for (std::int64_t f : factors) {
-    SHRINK_REQUIRE(f >= 0, errc::invalid_argument, who, ": sizes must be >= 0, got ", f);
-    SHRINK_REQUIRE(!__builtin_mul_overflow(p, static_cast<std::uint64_t>(f), &p), errc::overflow, who,
-                   ": the count overflows 64 bits");
-  }
-  return p;
-}
-}  // namespace detail
 
 /// Linear y = W·x, W of out × in with `nonzeros` kept weights: out·in MACs dense, one MAC per
 /// kept weight after pruning, per input vector (× batch).
 inline mac_count linear_macs(std::int64_t out, std::int64_t in, std::int64_t nonzeros, std::int64_t batch = 1) {
   const char* who = "metrics::linear_macs";
-  SHRINK_REQUIRE(nonzeros >= 0 && static_cast<std::uint64_t>(nonzeros) <= detail::mac_product({out, in}, who),
+  SHRINK_REQUIRE(nonzeros >= 0 && static_cast<std::uint64_t>(nonzeros) <= detail::checked_product({out, in}, who),
                  errc::invalid_argument, who, ": nonzeros must be in [0, out·in], got ", nonzeros);
-  return {detail::mac_product({out, in, batch}, who), detail::mac_product({nonzeros, batch}, who)};
+  return {detail::checked_product({out, in, batch}, who), detail::checked_product({nonzeros, batch}, who)};
 }
 
 /// Conv with kernel [out, in, kh, kw] (groups = 1) and `nonzeros` kept weights, producing an
@@ -80,10 +70,10 @@ inline mac_count linear_macs(std::int64_t out, std::int64_t in, std::int64_t non
 inline mac_count conv_macs(std::int64_t out, std::int64_t in, std::int64_t kh, std::int64_t kw, std::int64_t out_h,
                            std::int64_t out_w, std::int64_t nonzeros, std::int64_t batch = 1) {
   const char* who = "metrics::conv_macs";
-  SHRINK_REQUIRE(nonzeros >= 0 && static_cast<std::uint64_t>(nonzeros) <= detail::mac_product({out, in, kh, kw}, who),
+  SHRINK_REQUIRE(nonzeros >= 0 && static_cast<std::uint64_t>(nonzeros) <= detail::checked_product({out, in, kh, kw}, who),
                  errc::invalid_argument, who, ": nonzeros must be in [0, out·in·kh·kw], got ", nonzeros);
-  return {detail::mac_product({out, in, kh, kw, out_h, out_w, batch}, who),
-          detail::mac_product({nonzeros, out_h, out_w, batch}, who)};
+  return {detail::checked_product({out, in, kh, kw, out_h, out_w, batch}, who),
+          detail::checked_product({nonzeros, out_h, out_w, batch}, who)};
 }
 
 /// A conv thinned to kept_out of `out` filters and kept_in of `in` input channels (structured
@@ -95,8 +85,8 @@ inline mac_count thinned_conv_macs(std::int64_t out, std::int64_t in, std::int64
   SHRINK_REQUIRE(kept_out >= 0 && kept_out <= out && kept_in >= 0 && kept_in <= in, errc::invalid_argument, who,
                  ": kept channels must be within the layer, got ", kept_out, " of ", out, " and ", kept_in, " of ",
                  in);
-  return {detail::mac_product({out, in, kh, kw, out_h, out_w, batch}, who),
-          detail::mac_product({kept_out, kept_in, kh, kw, out_h, out_w, batch}, who)};
+  return {detail::checked_product({out, in, kh, kw, out_h, out_w, batch}, who),
+          detail::checked_product({kept_out, kept_in, kh, kw, out_h, out_w, batch}, who)};
 }
 
 }  // namespace shrink::metrics
