@@ -14,13 +14,17 @@ namespace k = shrink::kernels;
 constexpr int k_iterations = 1 << 16;
 
 // ---- compute peaks: many independent accumulator chains, so throughput, not latency, binds.
+// The empty asm makes the operands opaque each step: without it GCC folds the FMA chain on
+// constants at compile time and hoists the loop-invariant vpmaddubsw out of the loop.
 #if SHRINK_HAS_X86_PATHS
 SHRINK_TARGET_AVX2 float fma_avx2(int n) {
   __m256 a[12];
-  const __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-7f);
+  __m256 x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-7f);
   for (auto& r : a) r = _mm256_set1_ps(1.0f);
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < n; ++i) {
+    __asm__ volatile("" : "+x"(x), "+x"(y));
     for (auto& r : a) r = _mm256_fmadd_ps(r, x, y);
+  }
   __m256 s = a[0];
   for (int j = 1; j < 12; ++j) s = _mm256_add_ps(s, a[j]);
   return _mm256_cvtss_f32(s);
@@ -28,10 +32,12 @@ SHRINK_TARGET_AVX2 float fma_avx2(int n) {
 
 SHRINK_TARGET_AVX512 float fma_avx512(int n) {
   __m512 a[12];
-  const __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-7f);
+  __m512 x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-7f);
   for (auto& r : a) r = _mm512_set1_ps(1.0f);
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < n; ++i) {
+    __asm__ volatile("" : "+v"(x), "+v"(y));
     for (auto& r : a) r = _mm512_fmadd_ps(r, x, y);
+  }
   __m512 s = a[0];
   for (int j = 1; j < 12; ++j) s = _mm512_add_ps(s, a[j]);
   return _mm512_cvtss_f32(s);
@@ -41,10 +47,15 @@ SHRINK_TARGET_AVX512 float fma_avx512(int n) {
 // AVX2 int8 GEMM can issue at best; shrink's exact kernels widen instead, see docs/kernels.md).
 SHRINK_TARGET_AVX2 int int8_avx2(int n) {
   __m256i a[8];
-  const __m256i u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-2), ones = _mm256_set1_epi16(1);
+  __m256i u = _mm256_set1_epi8(3), s = _mm256_set1_epi8(-2);
+  const __m256i ones = _mm256_set1_epi16(1);
   for (auto& r : a) r = _mm256_setzero_si256();
-  for (int i = 0; i < n; ++i)
-    for (auto& r : a) r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+  for (int i = 0; i < n; ++i) {
+    for (auto& r : a) {
+      __asm__ volatile("" : "+x"(u));  // a fresh operand per product: nothing to hoist
+      r = _mm256_add_epi32(r, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), ones));
+    }
+  }
   __m256i t = a[0];
   for (int j = 1; j < 8; ++j) t = _mm256_add_epi32(t, a[j]);
   return _mm256_extract_epi32(t, 0);
@@ -52,10 +63,12 @@ SHRINK_TARGET_AVX2 int int8_avx2(int n) {
 
 SHRINK_TARGET_AVX512_VNNI int int8_vnni(int n) {
   __m512i a[12];
-  const __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
+  __m512i u = _mm512_set1_epi8(3), s = _mm512_set1_epi8(-2);
   for (auto& r : a) r = _mm512_setzero_si512();
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < n; ++i) {
+    __asm__ volatile("" : "+v"(u), "+v"(s));
     for (auto& r : a) r = _mm512_dpbusd_epi32(r, u, s);
+  }
   __m512i t = a[0];
   for (int j = 1; j < 12; ++j) t = _mm512_add_epi32(t, a[j]);
   return _mm_cvtsi128_si32(_mm512_castsi512_si128(t));
