@@ -9,21 +9,14 @@
 
 #include "shrink/codebook.hpp"
 #include "support/random.hpp"
+#include <support/errors.hpp>
+
+using shrink::testing::code_of;
 
 using namespace shrink;
 using namespace shrink::codebook;
 
 namespace {
-
-template <class Fn>
-errc code_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const shrink::error& e) {
-    return e.code();
-  }
-  return errc{};
-}
 
 // Independent brute force: every labelling of n points with k labels; cost with cluster means.
 double brute_force_sse(const std::vector<float>& x, int k) {

@@ -3,22 +3,12 @@
 #include <numeric>
 #include <shrink/core.hpp>
 #include <vector>
+#include <support/errors.hpp>
+
+using shrink::testing::code_of;
 
 using shrink::errc;
 using shrink::index_t;
-
-namespace {
-template <class Fn>
-errc code_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const shrink::error& e) {
-    return e.code();
-  }
-  FAIL("expected a shrink::error");
-  return errc::invalid_argument;
-}
-}  // namespace
 
 TEST_CASE("tensor_view: row-major indexing, rows, slices and const conversion") {
   std::vector<float> buf(12);

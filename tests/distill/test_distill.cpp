@@ -8,6 +8,9 @@
 #include <vector>
 
 #include "support/random.hpp"
+#include <support/errors.hpp>
+
+using shrink::testing::code_of;
 
 namespace ds = shrink::distill;
 using shrink::index_t;
@@ -18,15 +21,6 @@ shrink::tensor<float, 2> make(index_t rows, index_t cols, const std::vector<floa
   shrink::tensor<float, 2> t(shrink::shape<2>{rows, cols});
   std::copy(v.begin(), v.end(), t.data());
   return t;
-}
-
-shrink::errc code_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const shrink::error& e) {
-    return e.code();
-  }
-  return shrink::errc{};
 }
 
 /// The loss written out independently of the library, per Hinton et al. 2015, in double.

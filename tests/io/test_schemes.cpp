@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "support/random.hpp"
+#include <support/errors.hpp>
+
+using shrink::testing::code_of;
 
 namespace fs = std::filesystem;
 using namespace shrink;
@@ -25,16 +28,6 @@ fs::path temp_dir() {
     return d;
   }();
   return dir;
-}
-
-template <class F>
-errc code_of(F&& f) {
-  try {
-    f();
-  } catch (const shrink::error& e) {
-    return e.code();
-  }
-  return errc{};
 }
 
 /// A header holding an encoded tensor's entries and its record, as a file would.

@@ -10,19 +10,14 @@
 #include <vector>
 
 #include "support/random.hpp"
+#include <support/errors.hpp>
+
+using shrink::testing::code_of;
 
 using namespace shrink;
 using quant::scheme;
 
 namespace {
-errc code_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const shrink::error& e) {
-    return e.code();
-  }
-  return static_cast<errc>(0);
-}
 tensor_view<const float, 2> rows_of(const std::vector<float>& v, index_t rows) {
   return {v.data(), shape<2>{rows, static_cast<index_t>(v.size()) / rows}};
 }
