@@ -230,3 +230,71 @@ TEST_CASE("compress then decompress restores names, shapes and dtypes, within th
   CHECK_THROWS_AS(compress::compress_file(out, temp_dir() / "twice.safetensors", o), shrink::error);
   CHECK_FALSE(fs::exists(temp_dir() / "twice.safetensors"));
 }
+
+namespace {
+
+/// Fraction of exact zeros in a tensor of a decompressed file.
+double zero_fraction(const io::safetensors_reader& r, const std::string& name) {
+  const auto x = r.read_float(r.at(name));
+  std::size_t z = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) z += x[i] == 0.0f;
+  return static_cast<double>(z) / static_cast<double>(x.size());
+}
+
+}  // namespace
+
+TEST_CASE("mixed precision of a pruning recipe also chooses each tensor's sparsity") {
+  const fs::path in = temp_dir() / "prunable.safetensors", out = temp_dir() / "prunable.q.safetensors",
+                 back = temp_dir() / "prunable.back.safetensors";
+  // "spiky": 96 % of the weights are tiny (|w| ~ 1e-4), so pruning up to 95 % costs almost
+  // nothing. "flat": every |w| is in [0.5, 1], so every pruned weight costs at least 0.25.
+  const std::size_t rows = 128, cols = 128;
+  auto spiky = testing::normal_floats(rows * cols, 21);
+  for (std::size_t i = 0; i < spiky.size(); ++i)
+    if (i % 25 != 0) spiky[i] *= 1e-4f;
+  auto flat = testing::normal_floats(rows * cols, 22);
+  for (float& v : flat) v = std::copysign(0.5f + 0.5f * std::fabs(std::tanh(v)), v);
+  {
+    io::safetensors_writer wr(in);
+    wr.add<float>("spiky.weight", io::dtype::f32, {128, 128}, spiky);
+    wr.add<float>("flat.weight", io::dtype::f32, {128, 128}, flat);
+    wr.finish();
+  }
+  compress::compress_options o;
+  o.recipe = compress::preset("deep-compression");
+  o.threads = 2;
+  o.target_bits = 3.0;
+  const auto rep = compress::compress_file(in, out, o);
+  REQUIRE(rep.alloc);
+  CHECK(rep.alloc->met);
+  CHECK(static_cast<double>(rep.bytes_after) <= 3.0 * 2.0 * rows * cols / 8.0);
+  compress::decompress_file(out, back, 1);
+  const io::safetensors_reader b(back);
+  // The cheap-to-prune tensor is pruned harder than the expensive one: sparsity was searched.
+  const double zs = zero_fraction(b, "spiky.weight"), zf = zero_fraction(b, "flat.weight");
+  CHECK(zs >= 0.9);
+  CHECK(zs > zf + 0.1);
+  bool any_other_sparsity = false;
+  for (const auto& t : rep.tensors) any_other_sparsity |= t.scheme.find("sparsity=") != std::string::npos;
+  CHECK(any_other_sparsity);
+
+  // N:M: a tensor with exactly one non-zero per group of 4 is stored as 1:4 at no error
+  // when the budget asks for fewer bits than 2:4 needs.
+  const fs::path in2 = temp_dir() / "nm.safetensors", out2 = temp_dir() / "nm.q.safetensors";
+  auto one_of_four = testing::normal_floats(rows * cols, 23);
+  for (std::size_t i = 0; i < one_of_four.size(); ++i)
+    if (i % 4 != (i / cols) % 4) one_of_four[i] = 0.0f;
+  {
+    io::safetensors_writer wr(in2);
+    wr.add<float>("sparse.weight", io::dtype::f32, {128, 128}, one_of_four);
+    wr.finish();
+  }
+  o.recipe = compress::preset("2:4");
+  o.target_bits = 12.0;  // 2:4 with fp16 values needs more than 8 + metadata bits per weight
+  const auto rep2 = compress::compress_file(in2, out2, o);
+  REQUIRE(rep2.alloc);
+  CHECK(rep2.alloc->met);
+  REQUIRE(rep2.tensors.size() == 1);
+  CHECK(rep2.tensors[0].scheme == "1:4");
+  CHECK(rep2.tensors[0].sse == 0.0);
+}

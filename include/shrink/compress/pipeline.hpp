@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "../core/aligned_buffer.hpp"
@@ -59,7 +60,12 @@ inline std::string label(const scheme_options& o) {
   if (o.scheme == "int") return "int" + std::to_string(o.bits) + "-g" + std::to_string(o.group);
   if (o.scheme == "codebook") return "codebook" + std::to_string(o.k);
   if (o.scheme == "nm") return std::to_string(o.n) + ":" + std::to_string(o.m);
-  if (o.scheme == "deep") return "deep-compression";
+  if (o.scheme == "deep") {
+    if (o.k == 32 && o.sparsity == 0.9) return "deep-compression";  // the preset's own settings
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "deep-compression:sparsity=%g,k=%d", o.sparsity, o.k);
+    return buf;
+  }
   if (o.scheme == "lowrank") {
     char buf[48];
     std::snprintf(buf, sizeof buf, "lowrank:energy=%g", o.energy);
@@ -113,12 +119,37 @@ inline double sse_of(const encoded& e, std::span<const float> x) {
   return sse(x, d.span());
 }
 
-/// Candidate options of the mixed-precision search: float, int8, int4, int3, int2 (groups
-/// from the base recipe when it is "int", else 128).
-inline std::vector<scheme_options> candidates(const scheme_options& base) {
-  const std::int64_t g = base.scheme == "int" ? base.group : 128;
+/// Candidate options of the mixed-precision search for one tensor, those that can store it.
+/// Recipes that prune also search the sparsity: "deep" tries sparsities 0.5 ... 0.95 with the
+/// recipe's codebook size and with 16 entries; "nm" tries 4:8, 2:4, 1:4, 2:8 and 1:8. Every
+/// base also offers float (keep) and int8; the others offer int4, int3 and int2 (groups from
+/// the base recipe when it is "int", else 128).
+inline std::vector<scheme_options> candidates(const scheme_options& base, const std::vector<std::int64_t>& shape) {
   std::vector<scheme_options> c{{"float", 16, 0}, {"int8", 8, 0}};
-  for (int b : {4, 3, 2}) c.push_back({"int", b, g});
+  if (base.scheme == "deep") {
+    std::vector<int> ks{base.k};
+    if (base.k != 16) ks.push_back(16);
+    for (int k : ks)
+      for (double s : {0.5, 0.7, 0.8, 0.9, 0.95}) {
+        scheme_options o;
+        o.scheme = "deep";
+        o.k = k;
+        o.sparsity = s;
+        c.push_back(o);
+      }
+  } else if (base.scheme == "nm") {
+    for (auto [n, m] : {std::pair{4, 8}, std::pair{2, 4}, std::pair{1, 4}, std::pair{2, 8}, std::pair{1, 8}}) {
+      scheme_options o;
+      o.scheme = "nm";
+      o.n = n;
+      o.m = m;
+      c.push_back(o);
+    }
+  } else {
+    const std::int64_t g = base.scheme == "int" ? base.group : 128;
+    for (int b : {4, 3, 2}) c.push_back({"int", b, g});
+  }
+  std::erase_if(c, [&](const scheme_options& o) { return !cannot_store(o, shape).empty(); });
   return c;
 }
 
@@ -167,6 +198,7 @@ inline compress_report compress_file(const std::filesystem::path& in, const std:
     const double budget = opt.target_size ? *opt.target_size : *opt.target_bits * static_cast<double>(weights) / 8.0;
     SHRINK_REQUIRE(budget > 0, errc::invalid_argument, "compress: the target must be positive");
     std::vector<tensor_costs> costs(n);
+    std::vector<std::vector<scheme_options>> cands(n);
     pipeline_impl::waves(n, threads, opt.memory_budget, cost,
           [&](std::size_t i) {
             costs[i].name = ts[i].name;
@@ -175,7 +207,8 @@ inline compress_report compress_file(const std::filesystem::path& in, const std:
               return;
             }
             const auto x = reader.read_float(ts[i]);
-            for (const auto& c : pipeline_impl::candidates(opt.recipe.base)) {
+            cands[i] = pipeline_impl::candidates(opt.recipe.base, ts[i].shape);
+            for (const auto& c : cands[i]) {
               if (c.scheme == "float") {
                 costs[i].options.push_back({static_cast<double>(ts[i].nbytes()), 0.0});
                 continue;
@@ -188,7 +221,7 @@ inline compress_report compress_file(const std::filesystem::path& in, const std:
           [](std::size_t) {});
     const allocation a = allocate_greedy(costs, budget);
     for (std::size_t i = 0; i < n; ++i)
-      if (chosen[i].scheme != "float") chosen[i] = pipeline_impl::candidates(opt.recipe.base)[a.choice[i]];
+      if (chosen[i].scheme != "float") chosen[i] = cands[i][a.choice[i]];
     report.alloc = a;
   }
 
