@@ -1,10 +1,15 @@
 // bsr.hpp: block compressed sparse row (BSR) with fp32 values and a configurable r x c block.
 #pragma once
 
+#include <algorithm>
+#include <bit>
 #include <cstdint>
+#include <limits>
 #include <span>
+#include <vector>
 
 #include "common.hpp"
+#include "convert.hpp"
 
 namespace shrink::sparse {
 
@@ -24,12 +29,33 @@ class bsr_f32 {
   bsr_f32() = default;
 
   static bsr_f32 from_dense(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask, block_shape block) {
+    if (const auto* o = convert_impl::selected(); o != nullptr && mask.shape() == weights.shape() &&
+                                                  fast_shape(weights, block) && detail::rows_contiguous(mask)) {
+      bsr_f32 out;
+      if (out.build_fast(*o, weights, mask.data(), mask.stride(0), block)) return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_dense_reference(weights, mask, block);
+  }
+
+  /// The element-by-element conversion: the oracle, and the path that raises every error.
+  static bsr_f32 from_dense_reference(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask,
+                                      block_shape block) {
     detail::check_mask("bsr_f32::from_dense", weights, mask);
     return build("bsr_f32::from_dense", weights, block, [&](index_t i, index_t j) { return mask(i, j) != 0; });
   }
 
   /// Keeps every block holding at least one non-zero.
   static bsr_f32 from_nonzeros(const_view<float, 2> weights, block_shape block) {
+    if (const auto* o = convert_impl::selected(); o != nullptr && fast_shape(weights, block)) {
+      bsr_f32 out;
+      if (out.build_fast(*o, weights, nullptr, 0, block)) return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_nonzeros_reference(weights, block);
+  }
+
+  static bsr_f32 from_nonzeros_reference(const_view<float, 2> weights, block_shape block) {
     return build("bsr_f32::from_nonzeros", weights, block,
                  [&](index_t i, index_t j) { return weights(i, j) != 0.0f; });
   }
@@ -59,6 +85,90 @@ class bsr_f32 {
   }
 
  private:
+  /// Shapes the fast path takes: a valid block that divides a non-empty matrix with contiguous
+  /// rows (anything else goes to the reference, which raises the errors).
+  static bool fast_shape(const_view<float, 2> w, block_shape b) {
+    return b.rows >= 1 && b.cols >= 1 && w.size() > 0 && w.extent(0) % b.rows == 0 && w.extent(1) % b.cols == 0 &&
+           detail::rows_contiguous(w);
+  }
+
+  /// The fast path (convert.hpp). Pass 1, per block row: OR the r mask rows (or the r rows of
+  /// "w != 0" bytes when mask is null) into one bit per column, reduce each run of c bits to
+  /// one "block kept" bit, count. Pass 2: list the kept block columns of each block row and
+  /// copy their r x c masked values. Returns false on any bad input (mask byte > 1, kept
+  /// non-finite weight, too many values); the caller then runs the reference, which raises.
+  bool build_fast(const convert_impl::ops& o, const_view<float, 2> w, const std::uint8_t* mask, index_t ms,
+                  block_shape block) {
+    const index_t rows = w.extent(0), cols = w.extent(1), r = block.rows, c = block.cols;
+    const index_t brows = rows / r, bcols = cols / c, ws = w.stride(0);
+    const index_t nz_words = (cols + 63) / 64, flag_words = (bcols + 63) / 64;
+    rows_ = rows;
+    cols_ = cols;
+    block_ = block;
+    std::vector<std::uint64_t> nz(static_cast<std::size_t>(nz_words));
+    std::vector<std::uint64_t> flags(static_cast<std::size_t>(brows * flag_words), 0);
+    std::vector<std::uint8_t> nonzero;  // the "w != 0" rows of one block row when there is no mask
+    if (mask == nullptr) nonzero.resize(static_cast<std::size_t>(r * cols));
+    auto mask_rows = [&](index_t br, index_t& stride) -> const std::uint8_t* {
+      if (mask != nullptr) {
+        stride = ms;
+        return mask + br * r * ms;
+      }
+      for (index_t y = 0; y < r; ++y) o.nonzero_bytes(w.data() + (br * r + y) * ws, cols, nonzero.data() + y * cols);
+      stride = cols;
+      return nonzero.data();
+    };
+    row_ptr_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(brows) + 1, uninitialized);
+    row_ptr_[0] = 0;
+    index_t n = 0;
+    for (index_t br = 0; br < brows; ++br) {
+      index_t stride = 0;
+      const std::uint8_t* m = mask_rows(br, stride);
+      unsigned mx = 0;
+      o.or_rows_bits(m, stride, r, cols, nz.data(), &mx);
+      if (mx > 1) return false;
+      std::uint64_t* f = flags.data() + br * flag_words;
+      if (c == 1) {
+        for (index_t k = 0; k < flag_words; ++k) f[k] = nz[static_cast<std::size_t>(k)];
+      } else {
+        for (index_t bc = 0; bc < bcols; ++bc) {
+          const index_t pos = bc * c;
+          bool any = false;
+          for (index_t p = pos; p < pos + c && !any;) {  // up to 64 - p % 64 bits at a time
+            const index_t off = p % 64, take = std::min<index_t>(64 - off, pos + c - p);
+            const std::uint64_t bits = nz[static_cast<std::size_t>(p / 64)] >> off;
+            any = (take == 64 ? bits : bits & ((std::uint64_t{1} << take) - 1)) != 0;
+            p += take;
+          }
+          if (any) f[bc / 64] |= std::uint64_t{1} << (bc % 64);
+        }
+      }
+      for (index_t k = 0; k < flag_words; ++k) n += std::popcount(f[k]);
+      if (n * r * c > index_t{std::numeric_limits<std::uint32_t>::max()}) return false;
+      row_ptr_[static_cast<std::size_t>(br) + 1] = static_cast<std::uint32_t>(n);
+    }
+    block_col_ = column_indices(n, bcols, uninitialized);
+    values_ = aligned_buffer<float>(static_cast<std::size_t>(n * r * c), uninitialized);
+    std::vector<std::uint32_t> kept(static_cast<std::size_t>(bcols));
+    index_t b = 0;
+    for (index_t br = 0; br < brows; ++br) {
+      const std::uint64_t* f = flags.data() + br * flag_words;
+      index_t count = 0;
+      for (index_t k = 0; k < flag_words; ++k)
+        for (std::uint64_t word = f[k]; word != 0; word &= word - 1)
+          kept[static_cast<std::size_t>(count++)] = static_cast<std::uint32_t>(k * 64 + std::countr_zero(word));
+      if (count == 0) continue;
+      for (index_t t = 0; t < count; ++t) block_col_.set(b + t, kept[static_cast<std::size_t>(t)]);
+      index_t stride = 0;
+      const std::uint8_t* m = mask_rows(br, stride);
+      if (!o.bsr_copy(w.data() + br * r * ws, ws, m, stride, r, c, kept.data(), count,
+                      values_.data() + b * r * c))
+        return false;
+      b += count;
+    }
+    return true;
+  }
+
   template <class Keep>
   static bsr_f32 build(const char* who, const_view<float, 2> w, block_shape block, Keep&& keep) {
     const index_t rows = w.extent(0), cols = w.extent(1), r = block.rows, c = block.cols;

@@ -30,7 +30,21 @@ class column_indices {
       u32_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(count));
   }
 
+  /// Storage left uninitialised: the caller writes every index before any is read.
+  column_indices(index_t count, index_t columns, uninitialized_t) : narrow_(columns <= k_max_narrow_columns) {
+    SHRINK_REQUIRE(columns <= index_t{std::numeric_limits<std::uint32_t>::max()}, errc::overflow,
+                   "sparse: ", columns, " columns do not fit 32-bit column indices");
+    if (narrow_)
+      u16_ = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(count), uninitialized);
+    else
+      u32_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(count), uninitialized);
+  }
+
   [[nodiscard]] bool narrow() const noexcept { return narrow_; }
+  /// The active array, for the conversion kernels that fill it (convert.hpp).
+  [[nodiscard]] void* data() noexcept {
+    return narrow_ ? static_cast<void*>(u16_.data()) : static_cast<void*>(u32_.data());
+  }
   /// Bits per stored index: 16 or 32.
   [[nodiscard]] int bits() const noexcept { return narrow_ ? 16 : 32; }
   [[nodiscard]] index_t size() const noexcept {
@@ -73,6 +87,13 @@ inline void check_mask(const char* who, const_view<float, 2> weights, const_view
 inline void check_finite(const char* who, float v, index_t i, index_t j) {
   SHRINK_REQUIRE(std::isfinite(v), errc::non_finite, who, ": weight at (", i, ", ", j, ") is ", v,
                  "; expected a finite value");
+}
+
+/// True when a row-major 2-D view's rows are contiguous (unit stride along columns), so the
+/// fast conversion kernels can read a row as an array.
+template <class T>
+inline bool rows_contiguous(const_view<T, 2> v) {
+  return v.extent(1) <= 1 || v.stride(1) == 1;
 }
 
 /// Row pointers are 32-bit: the non-zero count must fit.

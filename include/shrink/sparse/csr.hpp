@@ -4,10 +4,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <span>
 #include <vector>
 
 #include "common.hpp"
+#include "convert.hpp"
 
 namespace shrink::sparse {
 
@@ -53,6 +55,49 @@ class csr_base {
           col_idx_.set(k, j);
           values_[static_cast<std::size_t>(k++)] = value(i, j);
         }
+  }
+
+  /// The fast path (convert.hpp): a counting pass over the mask bytes (or the non-zeros when
+  /// `mask` is null) sizes the outputs, then one row kernel per row compresses the kept
+  /// entries. Produces the same arrays as build(); returns false, leaving *this unspecified,
+  /// when the input is bad in any way (mask byte > 1, kept value non-finite or outside
+  /// [0, limit), more than 2^32 - 1 entries): the caller then runs the reference conversion,
+  /// which raises the reference's error.
+  bool build_fast(const convert_impl::ops& o, index_t rows, index_t cols, const std::uint8_t* mask,
+                  index_t mask_stride, const float* w, index_t w_stride, const std::uint8_t* bytes,
+                  index_t bytes_stride, convert_impl::csr_value kind, const float* scales = nullptr,
+                  unsigned limit = 256) {
+    rows_ = rows;
+    cols_ = cols;
+    row_ptr_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(rows) + 1, uninitialized);
+    row_ptr_[0] = 0;
+    index_t nnz = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      unsigned mx = 0;
+      nnz += mask != nullptr ? o.mask_count(mask + i * mask_stride, cols, &mx) : o.nonzero_count(w + i * w_stride, cols);
+      if (mx > 1 || nnz > index_t{std::numeric_limits<std::uint32_t>::max()}) return false;
+      row_ptr_[static_cast<std::size_t>(i) + 1] = static_cast<std::uint32_t>(nnz);
+    }
+    col_idx_ = column_indices(nnz, cols, uninitialized);
+    values_ = aligned_buffer<V>(static_cast<std::size_t>(nnz), uninitialized);
+    const auto fill = o.csr_fill[static_cast<int>(kind)][col_idx_.narrow() ? 1 : 0];
+    const std::size_t index_size = col_idx_.narrow() ? 2 : 4;
+    auto* idx = static_cast<unsigned char*>(col_idx_.data());
+    for (index_t i = 0; i < rows; ++i) {
+      const std::size_t at = row_ptr_[static_cast<std::size_t>(i)];
+      convert_impl::csr_row r;
+      r.w = w != nullptr ? w + i * w_stride : nullptr;
+      r.bytes = bytes != nullptr ? bytes + i * bytes_stride : nullptr;
+      r.mask = mask != nullptr ? mask + i * mask_stride : nullptr;
+      r.n = cols;
+      r.scale = scales != nullptr ? scales[i] : 1.0f;
+      r.limit = limit;
+      r.values = values_.data() + at;
+      r.cols = idx + at * index_size;
+      r.room = nnz - static_cast<index_t>(at);
+      if (!fill(r)) return false;
+    }
+    return true;
   }
 
   /// Copies raw arrays after checking them: the "preprocessing time" validation that keeps
@@ -116,6 +161,20 @@ class csr_f32 : public csr_base<float> {
 
   /// Keeps weights(i, j) where mask(i, j) == 1 (a stored entry may be 0.0 if the weight is).
   static csr_f32 from_dense(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && mask.shape() == weights.shape() && weights.size() > 0 && detail::rows_contiguous(weights) &&
+        detail::rows_contiguous(mask)) {
+      csr_f32 out;
+      if (out.build_fast(*o, weights.extent(0), weights.extent(1), mask.data(), mask.stride(0), weights.data(),
+                         weights.stride(0), nullptr, 0, convert_impl::csr_value::f32))
+        return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_dense_reference(weights, mask);
+  }
+
+  /// The element-by-element conversion: the oracle, and the path that raises every error.
+  static csr_f32 from_dense_reference(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
     detail::check_mask("csr_f32::from_dense", weights, mask);
     csr_f32 out;
     out.build(
@@ -129,6 +188,17 @@ class csr_f32 : public csr_base<float> {
 
   /// Keeps the non-zeros of a dense matrix.
   static csr_f32 from_nonzeros(const_view<float, 2> weights) {
+    if (const auto* o = convert_impl::selected(); o != nullptr && weights.size() > 0 && detail::rows_contiguous(weights)) {
+      csr_f32 out;
+      if (out.build_fast(*o, weights.extent(0), weights.extent(1), nullptr, 0, weights.data(), weights.stride(0),
+                         nullptr, 0, convert_impl::csr_value::f32))
+        return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_nonzeros_reference(weights);
+  }
+
+  static csr_f32 from_nonzeros_reference(const_view<float, 2> weights) {
     csr_f32 out;
     out.build(
         "csr_f32::from_nonzeros", weights.extent(0), weights.extent(1),
@@ -166,6 +236,27 @@ class csr_int8 : public csr_base<std::int8_t> {
   csr_int8() = default;
 
   static csr_int8 from_dense(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && mask.shape() == weights.shape() && weights.size() > 0 && detail::rows_contiguous(weights) &&
+        detail::rows_contiguous(mask)) {
+      csr_int8 out;
+      const index_t rows = weights.extent(0), cols = weights.extent(1);
+      out.row_scales_ = aligned_buffer<float>(static_cast<std::size_t>(rows), uninitialized);
+      bool ok = true;
+      for (index_t i = 0; i < rows && ok; ++i) {
+        float peak = 0.0f;
+        ok = o->kept_peak(weights.data() + i * weights.stride(0), mask.data() + i * mask.stride(0), cols, &peak);
+        out.row_scales_[static_cast<std::size_t>(i)] = peak > 0.0f ? peak / 127.0f : 1.0f;
+      }
+      if (ok && out.build_fast(*o, rows, cols, mask.data(), mask.stride(0), weights.data(), weights.stride(0), nullptr,
+                               0, convert_impl::csr_value::q8, out.row_scales_.data()))
+        return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_dense_reference(weights, mask);
+  }
+
+  static csr_int8 from_dense_reference(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
     const char* who = "csr_int8::from_dense";
     detail::check_mask(who, weights, mask);
     csr_int8 out;
@@ -195,6 +286,15 @@ class csr_int8 : public csr_base<std::int8_t> {
     SHRINK_REQUIRE(mask.shape() == q.shape(), errc::shape_mismatch, who, ": mask shape ", mask.shape(),
                    " differs from the weight shape ", q.shape());
     check_scales(who, row_scales, q.extent(0));
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && q.size() > 0 && detail::rows_contiguous(q) && detail::rows_contiguous(mask)) {
+      csr_int8 out;
+      out.row_scales_ = aligned_buffer<float>(row_scales);
+      if (out.build_fast(*o, q.extent(0), q.extent(1), mask.data(), mask.stride(0),  nullptr, 0,
+                         reinterpret_cast<const std::uint8_t*>(q.data()), q.stride(0), convert_impl::csr_value::byte))
+        return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
     csr_int8 out;
     out.row_scales_ = aligned_buffer<float>(row_scales);
     out.build(
@@ -251,6 +351,16 @@ class csr_codebook : public csr_base<std::uint8_t> {
     SHRINK_REQUIRE(mask.shape() == indices.shape(), errc::shape_mismatch, who, ": mask shape ", mask.shape(),
                    " differs from the index shape ", indices.shape());
     check_centroids(who, centroids);
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && indices.size() > 0 && detail::rows_contiguous(indices) && detail::rows_contiguous(mask)) {
+      csr_codebook out;
+      out.centroids_ = aligned_buffer<float>(centroids);
+      if (out.build_fast(*o, indices.extent(0), indices.extent(1), mask.data(), mask.stride(0), nullptr, 0,
+                         indices.data(), indices.stride(0), convert_impl::csr_value::byte, nullptr,
+                         static_cast<unsigned>(centroids.size())))
+        return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
     csr_codebook out;
     out.centroids_ = aligned_buffer<float>(centroids);
     out.build(

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "common.hpp"
+#include "convert.hpp"
 
 namespace shrink::sparse {
 
@@ -24,6 +25,22 @@ class nm_f32 {
   nm_f32() = default;
 
   static nm_f32 from_dense(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask, index_t n, index_t m) {
+    // The fast path takes M in {2, 4, 8} (8 / M whole groups per 8-lane step); other valid M
+    // and every bad input go to the reference, which raises the errors.
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && mask.shape() == weights.shape() && (m == 2 || m == 4 || m == 8) && n >= 1 && n < m &&
+        weights.size() > 0 && weights.extent(1) % m == 0 && detail::rows_contiguous(weights) &&
+        detail::rows_contiguous(mask)) {
+      nm_f32 out;
+      if (out.build_fast(*o, weights, mask, n, m)) return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_dense_reference(weights, mask, n, m);
+  }
+
+  /// The element-by-element conversion: the oracle, and the path that raises every error.
+  static nm_f32 from_dense_reference(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask, index_t n,
+                                     index_t m) {
     const char* who = "nm_f32::from_dense";
     detail::check_mask(who, weights, mask);
     SHRINK_REQUIRE(m >= 2 && m <= 256 && n >= 1 && n < m, errc::invalid_argument, who,
@@ -99,6 +116,29 @@ class nm_f32 {
   [[nodiscard]] std::size_t bytes() const noexcept { return values_.size_bytes() + meta_.size_bytes(); }
 
  private:
+  /// One table lookup per 8 lanes (convert.hpp): kept lanes compressed, positions packed.
+  bool build_fast(const convert_impl::ops& o, const_view<float, 2> w, const_view<std::uint8_t, 2> mask, index_t n,
+                  index_t m) {
+    const index_t rows = w.extent(0), cols = w.extent(1);
+    rows_ = rows;
+    cols_ = cols;
+    n_ = n;
+    m_ = m;
+    bits_ = std::bit_width(static_cast<unsigned>(m - 1));
+    const index_t kept = cols / m * n;
+    words_per_row_ = (kept * bits_ + 15) / 16;
+    values_ = aligned_buffer<float>(static_cast<std::size_t>(rows * kept), uninitialized);
+    meta_ = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(rows * words_per_row_), uninitialized);
+    convert_impl::nm_table t;
+    convert_impl::make_nm_table(t, n, m);
+    const index_t total = rows * kept;
+    for (index_t i = 0; i < rows; ++i)
+      if (!o.nm_row(w.data() + i * w.stride(0), mask.data() + i * mask.stride(0), cols, t,
+                    values_.data() + i * kept, meta_.data() + i * words_per_row_, total - i * kept))
+        return false;
+    return true;
+  }
+
   void set_position(index_t i, index_t k, index_t p) noexcept {
     const index_t bit = k * bits_;
     std::uint16_t* row = meta_.data() + i * words_per_row_;

@@ -1,0 +1,653 @@
+// convert.hpp: the row kernels behind dense -> CSR / BSR / N:M conversion (generic and AVX2 paths, picked at run time).
+#pragma once
+
+// The formats keep their original element-by-element loops as the `reference` path (the
+// oracle, and the path that raises every error). The faster paths below never raise: they
+// report "something is wrong in this row" (a mask byte above 1, a kept non-finite weight, an
+// over-full N:M group, a codebook index out of range) and the format then reruns the
+// reference conversion, so results AND errors (code, message, reported position) are the
+// reference's by construction. Every kernel writes outputs in the order the reference does.
+//
+// Compression of kept entries (AVX2): 8 lanes at a time, the keep bits b (8 bits) index a
+// 256-entry table of lane numbers; vpermps moves the kept lanes to the front, one unaligned
+// 8-wide store writes them and the output cursor advances by popcount(b). The lanes past the
+// cursor are overwritten by the next store; near the end of an output buffer (fewer than 8
+// slots left) the store goes through a small stack buffer instead.
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "../core/config.hpp"
+#include "../kernels/dispatch.hpp"
+
+namespace shrink::sparse::convert_impl {
+
+/// k_compress_lanes[b]: byte t is the lane number of the t-th set bit of b.
+inline constexpr std::array<std::uint64_t, 256> k_compress_lanes = [] {
+  std::array<std::uint64_t, 256> t{};
+  for (unsigned b = 0; b < 256; ++b) {
+    unsigned k = 0;
+    std::uint64_t v = 0;
+    for (unsigned lane = 0; lane < 8; ++lane)
+      if ((b >> lane) & 1u) v |= static_cast<std::uint64_t>(lane) << (8 * k++);
+    t[b] = v;
+  }
+  return t;
+}();
+
+/// What a CSR row kernel produces its values from.
+enum class csr_value : int { f32 = 0, q8 = 1, byte = 2 };
+
+/// One CSR row: inputs, and where its entries go. `room` is how many value/index slots are
+/// writable from `values` / `cols` on (the rest of the output buffers).
+struct csr_row {
+  const float* w = nullptr;           ///< f32 / q8 source; also the keep predicate w != 0 when mask is null
+  const std::uint8_t* bytes = nullptr;  ///< byte source (codebook indices, int8 codes)
+  const std::uint8_t* mask = nullptr;   ///< keep where mask != 0; null: keep w != 0
+  index_t n = 0;
+  float scale = 1.0f;  ///< q8: q = clamp(nearbyint(w / scale), -127, 127)
+  unsigned limit = 256;  ///< byte: kept values must be < limit
+  void* values = nullptr;
+  void* cols = nullptr;
+  index_t room = 0;
+};
+
+/// One N:M row's lookup: for each 8-bit keep pattern of 8 consecutive lanes (8/M groups),
+/// the lanes to store (in order), their packed positions, and whether every group keeps <= N.
+struct nm_table {
+  struct entry {
+    std::uint64_t lanes;
+    std::uint32_t meta;
+    std::uint32_t valid;
+  };
+  std::array<entry, 256> e{};
+  index_t m = 4, n = 2;
+  int bits = 2;
+  index_t per8 = 4;   ///< values stored per 8 lanes: 8 / M * N
+  int meta_bits = 8;  ///< metadata bits per 8 lanes: per8 * bits
+};
+
+/// Builds the table with exactly the reference's selection rule: the masked-in positions,
+/// plus the lowest masked-out ones while the group has fewer than N.
+inline void make_nm_table(nm_table& t, index_t n, index_t m) {
+  t.m = m;
+  t.n = n;
+  t.bits = std::bit_width(static_cast<unsigned>(m - 1));
+  t.per8 = 8 / m * n;
+  t.meta_bits = static_cast<int>(t.per8) * t.bits;
+  for (unsigned b = 0; b < 256; ++b) {
+    std::uint64_t lanes = 0;
+    std::uint32_t meta = 0, valid = 1;
+    unsigned k = 0;
+    for (index_t g = 0; g < 8 / m; ++g) {
+      const unsigned gm = (b >> (g * m)) & ((1u << m) - 1u);
+      const index_t in = std::popcount(gm);
+      if (in > n) valid = 0;
+      index_t pad = in > n ? 0 : n - in, slot = 0;
+      for (index_t p = 0; p < m && slot < n; ++p) {
+        const bool on = ((gm >> p) & 1u) != 0;
+        if (!on && pad == 0) continue;
+        if (!on) --pad;
+        lanes |= static_cast<std::uint64_t>(g * m + p) << (8 * k);
+        meta |= static_cast<std::uint32_t>(p) << (static_cast<int>(k) * t.bits);
+        ++k;
+        ++slot;
+      }
+    }
+    t.e[b] = {lanes, meta, valid && k == static_cast<unsigned>(t.per8) ? 1u : 0u};
+  }
+}
+
+/// The fast paths' entry points; one instance per ISA path.
+struct ops {
+  /// Sum of n mask bytes; *max_byte gets their maximum (> 1 means an invalid mask).
+  index_t (*mask_count)(const std::uint8_t* m, index_t n, unsigned* max_byte);
+  /// Number of w[j] != 0 (NaN counts: the reference keeps it, then rejects it).
+  index_t (*nonzero_count)(const float* w, index_t n);
+  /// Writes one CSR row; false when a kept value is non-finite / out of range.
+  /// Index [v][narrow]: v = csr_value.
+  bool (*csr_fill[3][2])(const csr_row& r);
+  /// Largest |w| over kept (mask != 0) entries; false when one of them is non-finite.
+  bool (*kept_peak)(const float* w, const std::uint8_t* m, index_t n, float* peak);
+  /// out[j] = w[j] != 0 (as 0/1 bytes).
+  void (*nonzero_bytes)(const float* w, index_t n, std::uint8_t* out);
+  /// Bit j of nz (words of 64) = OR over y < r of m[y * stride + j] != 0; *max_byte as above.
+  void (*or_rows_bits)(const std::uint8_t* m, index_t stride, index_t r, index_t n, std::uint64_t* nz,
+                       unsigned* max_byte);
+  /// Copies the listed r x c blocks (block columns kept[0..count)) of one block row, masked
+  /// entries as 0; false when a kept weight is non-finite.
+  bool (*bsr_copy)(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r, index_t c,
+                   const std::uint32_t* kept, index_t count, float* out);
+  /// One N:M row (M in {2, 4, 8}); false on an invalid mask byte, an over-full group or a
+  /// kept non-finite weight.
+  bool (*nm_row)(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t, float* values,
+                 std::uint16_t* meta, index_t room);
+};
+
+// ---------------------------------------------------------------- generic (portable C++)
+namespace generic {
+
+inline index_t mask_count(const std::uint8_t* m, index_t n, unsigned* max_byte) {
+  index_t sum = 0;
+  unsigned mx = 0;
+  for (index_t j = 0; j < n; ++j) {
+    sum += m[j];
+    mx |= m[j];  // OR, not max: only "> 1" matters to the caller
+  }
+  *max_byte = mx;
+  return sum;
+}
+
+inline index_t nonzero_count(const float* w, index_t n) {
+  index_t sum = 0;
+  for (index_t j = 0; j < n; ++j) sum += w[j] != 0.0f ? 1 : 0;
+  return sum;
+}
+
+template <int V, class Idx>
+bool csr_fill(const csr_row& r) {
+  Idx* cols = static_cast<Idx*>(r.cols);
+  bool ok = true;
+  index_t k = 0;
+  for (index_t j = 0; j < r.n; ++j) {
+    const bool keep = r.mask != nullptr ? r.mask[j] != 0 : r.w[j] != 0.0f;
+    if (!keep) continue;
+    cols[k] = static_cast<Idx>(j);
+    if constexpr (V == static_cast<int>(csr_value::f32)) {
+      ok &= std::isfinite(r.w[j]);
+      static_cast<float*>(r.values)[k] = r.w[j];
+    } else if constexpr (V == static_cast<int>(csr_value::q8)) {
+      const float q = std::nearbyint(r.w[j] / r.scale);
+      static_cast<std::int8_t*>(r.values)[k] = static_cast<std::int8_t>(q < -127.0f ? -127.0f : q > 127.0f ? 127.0f : q);
+    } else {
+      ok &= r.bytes[j] < r.limit;
+      static_cast<std::uint8_t*>(r.values)[k] = r.bytes[j];
+    }
+    ++k;
+  }
+  return ok;
+}
+
+inline bool kept_peak(const float* w, const std::uint8_t* m, index_t n, float* peak) {
+  float p = 0.0f;
+  bool ok = true;
+  for (index_t j = 0; j < n; ++j)
+    if (m[j] != 0) {
+      ok &= std::isfinite(w[j]);
+      p = std::max(p, std::abs(w[j]));
+    }
+  *peak = p;
+  return ok;
+}
+
+inline void nonzero_bytes(const float* w, index_t n, std::uint8_t* out) {
+  for (index_t j = 0; j < n; ++j) out[j] = w[j] != 0.0f ? 1 : 0;
+}
+
+inline void or_rows_bits(const std::uint8_t* m, index_t stride, index_t r, index_t n, std::uint64_t* nz,
+                         unsigned* max_byte) {
+  unsigned mx = 0;
+  for (index_t w = 0; w < (n + 63) / 64; ++w) nz[w] = 0;
+  for (index_t j = 0; j < n; ++j) {
+    unsigned any = 0;
+    for (index_t y = 0; y < r; ++y) any |= m[y * stride + j];
+    mx |= any;
+    if (any != 0) nz[j / 64] |= std::uint64_t{1} << (j % 64);
+  }
+  *max_byte = mx;
+}
+
+inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r, index_t c,
+                     const std::uint32_t* kept, index_t count, float* out) {
+  bool ok = true;
+  for (index_t t = 0; t < count; ++t) {
+    const index_t x0 = static_cast<index_t>(kept[t]) * c;
+    for (index_t y = 0; y < r; ++y)
+      for (index_t x = 0; x < c; ++x) {
+        const bool on = m[y * ms + x0 + x] != 0;
+        const float v = w[y * ws + x0 + x];
+        ok &= !on || std::isfinite(v);
+        *out++ = on ? v : 0.0f;
+      }
+  }
+  return ok;
+}
+
+inline bool nm_row(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t, float* values,
+                   std::uint16_t* meta, index_t /*room*/) {
+  bool ok = true;
+  std::uint64_t acc = 0;
+  int nacc = 0;
+  index_t k = 0;
+  for (index_t j = 0; j < cols; j += 8) {
+    const index_t len = std::min<index_t>(8, cols - j);  // a whole number of groups
+    unsigned b = 0, mx = 0;
+    for (index_t l = 0; l < len; ++l) {
+      b |= (m[j + l] != 0 ? 1u : 0u) << l;
+      mx |= m[j + l];
+    }
+    const auto& e = t.e[b];
+    ok &= mx <= 1 && e.valid != 0;
+    const index_t count = len / t.m * t.n;
+    for (index_t s = 0; s < count; ++s) {
+      const auto lane = static_cast<index_t>((e.lanes >> (8 * s)) & 0xFF);
+      const bool on = ((b >> lane) & 1u) != 0;
+      ok &= !on || std::isfinite(w[j + lane]);
+      values[k++] = on ? w[j + lane] : 0.0f;
+    }
+    const int mb = static_cast<int>(count) * t.bits;
+    acc |= static_cast<std::uint64_t>(e.meta & ((1u << mb) - 1u)) << nacc;
+    nacc += mb;
+    while (nacc >= 16) {
+      *meta++ = static_cast<std::uint16_t>(acc);
+      acc >>= 16;
+      nacc -= 16;
+    }
+  }
+  if (nacc > 0) *meta = static_cast<std::uint16_t>(acc);
+  return ok;
+}
+
+inline const ops k_ops{mask_count,
+                       nonzero_count,
+                       {{csr_fill<0, std::uint32_t>, csr_fill<0, std::uint16_t>},
+                        {csr_fill<1, std::uint32_t>, csr_fill<1, std::uint16_t>},
+                        {csr_fill<2, std::uint32_t>, csr_fill<2, std::uint16_t>}},
+                       kept_peak,
+                       nonzero_bytes,
+                       or_rows_bits,
+                       bsr_copy,
+                       nm_row};
+
+}  // namespace generic
+
+// ---------------------------------------------------------------- AVX2
+#if SHRINK_HAS_X86_PATHS
+namespace avx2 {
+
+/// Lanes whose exponent is all ones (Inf or NaN), as 8 bits.
+SHRINK_TARGET_AVX2 inline unsigned non_finite_bits(__m256 v) {
+  const __m256i e = _mm256_set1_epi32(0x7F800000);
+  return static_cast<unsigned>(
+      _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), e), e))));
+}
+
+/// 8 mask bytes as 8 lane masks (all ones where the byte is non-zero).
+SHRINK_TARGET_AVX2 inline __m256 lane_mask(__m128i bytes8) {
+  return _mm256_castsi256_ps(
+      _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_cvtepu8_epi32(bytes8), _mm256_setzero_si256()), _mm256_set1_epi32(-1)));
+}
+
+SHRINK_TARGET_AVX2 inline unsigned keep_bits8(__m128i bytes8) {
+  return ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes8, _mm_setzero_si128()))) & 0xFFu;
+}
+
+SHRINK_TARGET_AVX2 inline index_t mask_count(const std::uint8_t* m, index_t n, unsigned* max_byte) {
+  __m256i sum = _mm256_setzero_si256(), mx = _mm256_setzero_si256();
+  index_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + j));
+    sum = _mm256_add_epi64(sum, _mm256_sad_epu8(v, _mm256_setzero_si256()));
+    mx = _mm256_or_si256(mx, v);
+  }
+  alignas(32) std::uint64_t s[4];
+  alignas(32) std::uint8_t b[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(s), sum);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(b), mx);
+  index_t total = static_cast<index_t>(s[0] + s[1] + s[2] + s[3]);
+  unsigned o = 0;
+  for (std::uint8_t x : b) o |= x;
+  for (; j < n; ++j) {
+    total += m[j];
+    o |= m[j];
+  }
+  *max_byte = o;
+  return total;
+}
+
+SHRINK_TARGET_AVX2 inline index_t nonzero_count(const float* w, index_t n) {
+  index_t total = 0;
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    total += std::popcount(static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(w + j), _mm256_setzero_ps(), _CMP_NEQ_UQ))));
+  for (; j < n; ++j) total += w[j] != 0.0f ? 1 : 0;
+  return total;
+}
+
+/// Compresses 8 lanes (keep bits b) of one CSR row chunk starting at column j.
+/// w and bytes point at the chunk's first column (either may be unused by V).
+template <int V, class Idx>
+SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* bytes, unsigned b, index_t j, float scale,
+                                         void* values, Idx* cols, index_t k, bool fits, unsigned& bad,
+                                         __m128i& kept_max, __m128i keep_bytes) {
+  const __m128i lanes8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&k_compress_lanes[b]));
+  const int cnt = std::popcount(b);
+  // column indices
+  if constexpr (sizeof(Idx) == 2) {
+    const __m128i idx = _mm_add_epi16(_mm_cvtepu8_epi16(lanes8), _mm_set1_epi16(static_cast<short>(j)));
+    if (fits)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(cols + k), idx);
+    else {
+      alignas(16) Idx tmp[8];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), idx);
+      std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
+    }
+  } else {
+    const __m256i idx = _mm256_add_epi32(_mm256_cvtepu8_epi32(lanes8), _mm256_set1_epi32(static_cast<int>(j)));
+    if (fits)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(cols + k), idx);
+    else {
+      alignas(32) Idx tmp[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), idx);
+      std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
+    }
+  }
+  if constexpr (V == static_cast<int>(csr_value::f32)) {
+    const __m256 v = _mm256_loadu_ps(w);
+    bad |= non_finite_bits(v) & b;
+    const __m256 p = _mm256_permutevar8x32_ps(v, _mm256_cvtepu8_epi32(lanes8));
+    float* out = static_cast<float*>(values) + k;
+    if (fits)
+      _mm256_storeu_ps(out, p);
+    else {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, p);
+      std::memcpy(out, tmp, sizeof(float) * static_cast<std::size_t>(cnt));
+    }
+  } else if constexpr (V == static_cast<int>(csr_value::q8)) {
+    // Exactly the reference: a true division (not a reciprocal product), nearbyint in the
+    // current rounding mode, clamp to [-127, 127].
+    __m256 q = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(w), _mm256_set1_ps(scale)), _MM_FROUND_CUR_DIRECTION);
+    q = _mm256_min_ps(_mm256_max_ps(q, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(127.0f));
+    const __m256i p = _mm256_permutevar8x32_epi32(_mm256_cvtps_epi32(q), _mm256_cvtepu8_epi32(lanes8));
+    const __m128i p16 = _mm_packs_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+    const __m128i p8 = _mm_packs_epi16(p16, p16);
+    auto* out = static_cast<std::int8_t*>(values) + k;
+    if (fits)
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out), p8);
+    else {
+      alignas(16) std::int8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
+      std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
+    }
+  } else {
+    const __m128i src = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
+    kept_max = _mm_max_epu8(kept_max, _mm_and_si128(src, keep_bytes));
+    const __m128i p8 = _mm_shuffle_epi8(src, lanes8);
+    auto* out = static_cast<std::uint8_t*>(values) + k;
+    if (fits)
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(out), p8);
+    else {
+      alignas(16) std::uint8_t tmp[16];
+      _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
+      std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
+    }
+  }
+}
+
+template <int V, class Idx>
+SHRINK_TARGET_AVX2 bool csr_fill(const csr_row& r) {
+  Idx* cols = static_cast<Idx*>(r.cols);
+  unsigned bad = 0;
+  __m128i kept_max = _mm_setzero_si128();
+  index_t k = 0, j = 0;
+  for (; j + 8 <= r.n; j += 8) {
+    unsigned b;
+    __m128i keep_bytes = _mm_setzero_si128();
+    if (r.mask != nullptr) {
+      const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r.mask + j));
+      keep_bytes = _mm_xor_si128(_mm_cmpeq_epi8(mb, _mm_setzero_si128()), _mm_set1_epi8(-1));
+      b = static_cast<unsigned>(_mm_movemask_epi8(keep_bytes)) & 0xFFu;
+    } else {
+      b = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(r.w + j), _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    }
+    csr_chunk<V, Idx>(r.w != nullptr ? r.w + j : nullptr, r.bytes != nullptr ? r.bytes + j : nullptr, b, j, r.scale,
+                      r.values, cols, k, k + 8 <= r.room, bad, kept_max, keep_bytes);
+    k += std::popcount(b);
+  }
+  if (j < r.n) {  // the last n % 8 columns through zero-padded copies (padding is never kept)
+    const index_t len = r.n - j;
+    alignas(32) float wt[8] = {};
+    alignas(16) std::uint8_t mt[16] = {}, bt[16] = {};
+    if (r.w != nullptr) std::memcpy(wt, r.w + j, sizeof(float) * static_cast<std::size_t>(len));
+    if (r.bytes != nullptr) std::memcpy(bt, r.bytes + j, static_cast<std::size_t>(len));
+    unsigned b;
+    __m128i keep_bytes = _mm_setzero_si128();
+    if (r.mask != nullptr) {
+      std::memcpy(mt, r.mask + j, static_cast<std::size_t>(len));
+      const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mt));
+      keep_bytes = _mm_xor_si128(_mm_cmpeq_epi8(mb, _mm_setzero_si128()), _mm_set1_epi8(-1));
+      b = static_cast<unsigned>(_mm_movemask_epi8(keep_bytes)) & 0xFFu;
+    } else {
+      b = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_load_ps(wt), _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    }
+    csr_chunk<V, Idx>(wt, bt, b, j, r.scale, r.values, cols, k, k + 8 <= r.room, bad, kept_max, keep_bytes);
+  }
+  if constexpr (V == static_cast<int>(csr_value::byte)) {
+    alignas(16) std::uint8_t mx[16];
+    _mm_store_si128(reinterpret_cast<__m128i*>(mx), kept_max);
+    for (std::uint8_t x : mx)
+      if (x >= r.limit) return false;
+  }
+  return bad == 0;
+}
+
+SHRINK_TARGET_AVX2 inline bool kept_peak(const float* w, const std::uint8_t* m, index_t n, float* peak) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 p = _mm256_setzero_ps();
+  unsigned bad = 0;
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m + j));
+    const __m256 v = _mm256_loadu_ps(w + j);
+    bad |= non_finite_bits(v) & keep_bits8(mb);
+    p = _mm256_max_ps(p, _mm256_and_ps(_mm256_and_ps(v, abs_mask), lane_mask(mb)));
+  }
+  alignas(32) float l[8];
+  _mm256_store_ps(l, p);
+  float r = 0.0f;
+  for (float x : l) r = std::max(r, x);
+  for (; j < n; ++j)
+    if (m[j] != 0) {
+      if (!std::isfinite(w[j])) bad = 1;
+      r = std::max(r, std::abs(w[j]));
+    }
+  *peak = r;
+  return bad == 0;
+}
+
+SHRINK_TARGET_AVX2 inline void nonzero_bytes(const float* w, index_t n, std::uint8_t* out) {
+  index_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const unsigned b = static_cast<unsigned>(
+        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(w + j), _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+    // spread 8 bits into 8 bytes of 0/1
+    const std::uint64_t spread = _pdep_u64(b, 0x0101010101010101ull);
+    std::memcpy(out + j, &spread, 8);
+  }
+  for (; j < n; ++j) out[j] = w[j] != 0.0f ? 1 : 0;
+}
+
+SHRINK_TARGET_AVX2 inline void or_rows_bits(const std::uint8_t* m, index_t stride, index_t r, index_t n,
+                                            std::uint64_t* nz, unsigned* max_byte) {
+  for (index_t w = 0; w < (n + 63) / 64; ++w) nz[w] = 0;
+  __m256i mx = _mm256_setzero_si256();
+  index_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256i acc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + j));
+    for (index_t y = 1; y < r; ++y)
+      acc = _mm256_or_si256(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(m + y * stride + j)));
+    mx = _mm256_or_si256(mx, acc);
+    const auto bits = ~static_cast<std::uint32_t>(_mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, _mm256_setzero_si256())));
+    nz[j / 64] |= static_cast<std::uint64_t>(bits) << (j % 64);
+  }
+  alignas(32) std::uint8_t b[32];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(b), mx);
+  unsigned o = 0;
+  for (std::uint8_t x : b) o |= x;
+  for (; j < n; ++j) {
+    unsigned any = 0;
+    for (index_t y = 0; y < r; ++y) any |= m[y * stride + j];
+    o |= any;
+    if (any != 0) nz[j / 64] |= std::uint64_t{1} << (j % 64);
+  }
+  *max_byte = o;
+}
+
+SHRINK_TARGET_AVX2 inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r,
+                                        index_t c, const std::uint32_t* kept, index_t count, float* out) {
+  unsigned bad = 0;
+  if (c % 4 == 0) {
+    const __m128i e4 = _mm_set1_epi32(0x7F800000);
+    for (index_t t = 0; t < count; ++t) {
+      const index_t x0 = static_cast<index_t>(kept[t]) * c;
+      for (index_t y = 0; y < r; ++y) {
+        const float* wr = w + y * ws + x0;
+        const std::uint8_t* mr = m + y * ms + x0;
+        index_t x = 0;
+        for (; x + 8 <= c; x += 8) {
+          const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mr + x));
+          const __m256 v = _mm256_loadu_ps(wr + x);
+          bad |= non_finite_bits(v) & keep_bits8(mb);
+          _mm256_storeu_ps(out, _mm256_and_ps(v, lane_mask(mb)));
+          out += 8;
+        }
+        for (; x < c; x += 4) {
+          std::uint32_t m4;
+          std::memcpy(&m4, mr + x, 4);
+          const __m128i keep = _mm_xor_si128(
+              _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(m4))), _mm_setzero_si128()),
+              _mm_set1_epi32(-1));
+          const __m128 v = _mm_loadu_ps(wr + x);
+          const __m128i nf = _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(v), e4), e4);
+          bad |= static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(nf, keep)));
+          _mm_storeu_ps(out, _mm_and_ps(v, _mm_castsi128_ps(keep)));
+          out += 4;
+        }
+      }
+    }
+    return bad == 0;
+  }
+  // Other widths (c = 1, 2, 3, 5, ...): element by element, branch-free.
+  for (index_t t = 0; t < count; ++t) {
+    const index_t x0 = static_cast<index_t>(kept[t]) * c;
+    for (index_t y = 0; y < r; ++y) {
+      const float* wr = w + y * ws + x0;
+      const std::uint8_t* mr = m + y * ms + x0;
+      for (index_t x = 0; x < c; ++x) {
+        std::uint32_t bitsv;
+        std::memcpy(&bitsv, wr + x, 4);
+        const std::uint32_t on = mr[x] != 0 ? 0xFFFFFFFFu : 0u;
+        bad |= on & static_cast<std::uint32_t>((bitsv & 0x7F800000u) == 0x7F800000u);
+        bitsv &= on;
+        std::memcpy(out++, &bitsv, 4);
+      }
+    }
+  }
+  return bad == 0;
+}
+
+struct nm_state {
+  unsigned bad = 0, valid = 1;
+  __m128i mx;
+  std::uint64_t acc = 0;
+  int nacc = 0;
+  index_t k = 0;
+  std::uint16_t* meta;
+};
+
+/// One chunk of 8 lanes (8 / M groups): `count` values and `meta_bits` metadata bits are kept
+/// (fewer than the full chunk for the zero-padded tail of a row).
+SHRINK_TARGET_AVX2 inline void nm_chunk(nm_state& s, const float* wp, const std::uint8_t* mp, const nm_table& t,
+                                        float* values, index_t room, index_t count, int meta_bits) {
+  const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mp));
+  s.mx = _mm_or_si128(s.mx, mb);
+  const unsigned b = keep_bits8(mb);
+  const auto& e = t.e[b];
+  s.valid &= e.valid;
+  const __m256 v = _mm256_loadu_ps(wp);
+  s.bad |= non_finite_bits(v) & b;
+  // masked-out lanes become 0 first, so the padding positions a short group stores read 0
+  const __m256 p = _mm256_permutevar8x32_ps(
+      _mm256_and_ps(v, lane_mask(mb)), _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&e.lanes))));
+  if (s.k + 8 <= room) {
+    _mm256_storeu_ps(values + s.k, p);
+  } else {
+    alignas(32) float tmp[8];
+    _mm256_store_ps(tmp, p);
+    std::memcpy(values + s.k, tmp, sizeof(float) * static_cast<std::size_t>(count));
+  }
+  s.k += count;
+  s.acc |= static_cast<std::uint64_t>(e.meta & ((std::uint64_t{1} << meta_bits) - 1)) << s.nacc;
+  s.nacc += meta_bits;
+  while (s.nacc >= 16) {
+    *s.meta++ = static_cast<std::uint16_t>(s.acc);
+    s.acc >>= 16;
+    s.nacc -= 16;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline bool nm_row(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t,
+                                      float* values, std::uint16_t* meta, index_t room) {
+  nm_state s;
+  s.mx = _mm_setzero_si128();
+  s.meta = meta;
+  index_t j = 0;
+  for (; j + 8 <= cols; j += 8) nm_chunk(s, w + j, m + j, t, values, room, t.per8, t.meta_bits);
+  if (j < cols) {
+    const index_t len = cols - j;  // a whole number of groups (M divides cols)
+    alignas(32) float wt[8] = {};
+    alignas(16) std::uint8_t mt[16] = {};
+    std::memcpy(wt, w + j, sizeof(float) * static_cast<std::size_t>(len));
+    std::memcpy(mt, m + j, static_cast<std::size_t>(len));
+    const index_t count = len / t.m * t.n;
+    nm_chunk(s, wt, mt, t, values, room, count, static_cast<int>(count) * t.bits);
+  }
+  if (s.nacc > 0) *s.meta = static_cast<std::uint16_t>(s.acc);
+  alignas(16) std::uint8_t o[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(o), s.mx);
+  unsigned ob = 0;
+  for (std::uint8_t x : o) ob |= x;
+  return s.bad == 0 && s.valid != 0 && ob <= 1;
+}
+
+inline const ops k_ops{mask_count,
+                       nonzero_count,
+                       {{csr_fill<0, std::uint32_t>, csr_fill<0, std::uint16_t>},
+                        {csr_fill<1, std::uint32_t>, csr_fill<1, std::uint16_t>},
+                        {csr_fill<2, std::uint32_t>, csr_fill<2, std::uint16_t>}},
+                       kept_peak,
+                       nonzero_bytes,
+                       or_rows_bits,
+                       bsr_copy,
+                       nm_row};
+
+}  // namespace avx2
+#endif
+
+/// The implementations; `reference` is null: the format runs its own element loops.
+inline const std::array<kernels::implementation<const ops*>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_impls{{
+    {kernels::isa::reference, 0, nullptr},
+    {kernels::isa::generic, 0, &generic::k_ops},
+#if SHRINK_HAS_X86_PATHS
+    {kernels::isa::avx2, 0, &avx2::k_ops},
+#endif
+}};
+
+/// How many conversions a fast path handed back to the reference (bad input, or a shape it
+/// does not take after all). Tests read it to prove valid inputs never take the slow road.
+inline std::atomic<std::uint64_t>& fallbacks() noexcept {
+  static std::atomic<std::uint64_t> count{0};
+  return count;
+}
+
+/// The fast path for the selected ISA, or null for the reference loops.
+inline const ops* selected() { return kernels::select(k_impls); }
+
+}  // namespace shrink::sparse::convert_impl
