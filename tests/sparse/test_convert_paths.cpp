@@ -110,6 +110,13 @@ struct no_fallback {
   ~no_fallback() { CHECK(sp::convert_impl::fallbacks().load() == before); }
 };
 
+// Lowers the non-temporal-store threshold to 0 for its lifetime, so small test matrices take
+// the streaming stores that large ones use.
+struct streaming_everything {
+  std::size_t before = sp::convert_impl::stream_min_bytes().exchange(0);
+  ~streaming_everything() { sp::convert_impl::stream_min_bytes().store(before); }
+};
+
 const std::vector<std::pair<index_t, index_t>> k_shapes{{1, 1},  {3, 7},   {5, 8},  {4, 13},
                                                         {8, 33}, {16, 64}, {9, 100}, {12, 257}};
 
@@ -176,6 +183,9 @@ TEST_CASE("convert paths: BSR every block shape matches the reference from mask 
         const no_fallback stays;
         check_same(sp::bsr_f32::from_dense(a.wv(), a.mv(), blk), want_m);
         check_same(sp::bsr_f32::from_nonzeros(a.wv(), blk), want_nz);
+        const streaming_everything nt;
+        check_same(sp::bsr_f32::from_dense(a.wv(), a.mv(), blk), want_m);
+        check_same(sp::bsr_f32::from_nonzeros(a.wv(), blk), want_nz);
       });
     }
   }
@@ -202,6 +212,8 @@ TEST_CASE("convert paths: N:M for every N < M in 2, 4, 8 (and M = 3, 16 via the 
       testing::for_each_isa([&](kernels::isa) {
         INFO(n << ":" << m << " on " << rows << " x " << cols);
         const no_fallback stays;
+        check_same(sp::nm_f32::from_dense(a.wv(), a.mv(), n, m), want);
+        const streaming_everything nt;
         check_same(sp::nm_f32::from_dense(a.wv(), a.mv(), n, m), want);
       });
     }

@@ -131,17 +131,7 @@ class bsr_f32 {
       if (c == 1) {
         for (index_t k = 0; k < flag_words; ++k) f[k] = nz[static_cast<std::size_t>(k)];
       } else {
-        for (index_t bc = 0; bc < bcols; ++bc) {
-          const index_t pos = bc * c;
-          bool any = false;
-          for (index_t p = pos; p < pos + c && !any;) {  // up to 64 - p % 64 bits at a time
-            const index_t off = p % 64, take = std::min<index_t>(64 - off, pos + c - p);
-            const std::uint64_t bits = nz[static_cast<std::size_t>(p / 64)] >> off;
-            any = (take == 64 ? bits : bits & ((std::uint64_t{1} << take) - 1)) != 0;
-            p += take;
-          }
-          if (any) f[bc / 64] |= std::uint64_t{1} << (bc % 64);
-        }
+        o.block_flags(nz.data(), cols, c, f);
       }
       for (index_t k = 0; k < flag_words; ++k) n += std::popcount(f[k]);
       if (n * r * c > index_t{std::numeric_limits<std::uint32_t>::max()}) return false;
@@ -149,7 +139,11 @@ class bsr_f32 {
     }
     block_col_ = column_indices(n, bcols, uninitialized);
     values_ = aligned_buffer<float>(static_cast<std::size_t>(n * r * c), uninitialized);
+    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
+    detail::prefer_huge_pages(block_col_.data(), block_col_.bytes());
     std::vector<std::uint32_t> kept(static_cast<std::size_t>(bcols));
+    // Outputs well beyond the last-level cache are written with non-temporal stores.
+    const bool stream = values_.size_bytes() >= convert_impl::stream_min_bytes().load(std::memory_order_relaxed);
     index_t b = 0;
     for (index_t br = 0; br < brows; ++br) {
       const std::uint64_t* f = flags.data() + br * flag_words;
@@ -161,8 +155,8 @@ class bsr_f32 {
       for (index_t t = 0; t < count; ++t) block_col_.set(b + t, kept[static_cast<std::size_t>(t)]);
       index_t stride = 0;
       const std::uint8_t* m = mask_rows(br, stride);
-      if (!o.bsr_copy(w.data() + br * r * ws, ws, m, stride, r, c, kept.data(), count,
-                      values_.data() + b * r * c))
+      if (!o.bsr_copy(w.data() + br * r * ws, ws, m, stride, r, c, kept.data(), count, values_.data() + b * r * c,
+                      stream))
         return false;
       b += count;
     }

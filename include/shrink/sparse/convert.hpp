@@ -119,14 +119,18 @@ struct ops {
   /// Bit j of nz (words of 64) = OR over y < r of m[y * stride + j] != 0; *max_byte as above.
   void (*or_rows_bits)(const std::uint8_t* m, index_t stride, index_t r, index_t n, std::uint64_t* nz,
                        unsigned* max_byte);
+  /// flags (bit bc, zeroed first) = any of bits [bc * c, bc * c + c) of nz, for bc < cols / c.
+  void (*block_flags)(const std::uint64_t* nz, index_t cols, index_t c, std::uint64_t* flags);
   /// Copies the listed r x c blocks (block columns kept[0..count)) of one block row, masked
   /// entries as 0; false when a kept weight is non-finite.
+  /// `stream`: the output is large (far beyond the caches) and 64-byte aligned; a path may
+  /// write it with non-temporal stores (no read-for-ownership of lines it overwrites whole).
   bool (*bsr_copy)(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r, index_t c,
-                   const std::uint32_t* kept, index_t count, float* out);
+                   const std::uint32_t* kept, index_t count, float* out, bool stream);
   /// One N:M row (M in {2, 4, 8}); false on an invalid mask byte, an over-full group or a
   /// kept non-finite weight.
   bool (*nm_row)(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t, float* values,
-                 std::uint16_t* meta, index_t room);
+                 std::uint16_t* meta, index_t room, bool stream);
 };
 
 // ---------------------------------------------------------------- generic (portable C++)
@@ -202,8 +206,27 @@ inline void or_rows_bits(const std::uint8_t* m, index_t stride, index_t r, index
   *max_byte = mx;
 }
 
+/// Any bit set in [pos, pos + c) of the bit array nz.
+inline bool any_bit(const std::uint64_t* nz, index_t pos, index_t c) {
+  std::uint64_t any = 0;
+  for (index_t p = pos; p < pos + c;) {  // up to 64 - p % 64 bits at a time
+    const index_t off = p % 64, take = std::min<index_t>(64 - off, pos + c - p);
+    const std::uint64_t bits = nz[p / 64] >> off;
+    any |= take == 64 ? bits : bits & ((std::uint64_t{1} << take) - 1);
+    p += take;
+  }
+  return any != 0;
+}
+
+inline void block_flags(const std::uint64_t* nz, index_t cols, index_t c, std::uint64_t* flags) {
+  const index_t bcols = cols / c;
+  for (index_t k = 0; k < (bcols + 63) / 64; ++k) flags[k] = 0;
+  for (index_t bc = 0; bc < bcols; ++bc)
+    flags[bc / 64] |= static_cast<std::uint64_t>(any_bit(nz, bc * c, c)) << (bc % 64);
+}
+
 inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r, index_t c,
-                     const std::uint32_t* kept, index_t count, float* out) {
+                     const std::uint32_t* kept, index_t count, float* out, bool /*stream*/) {
   bool ok = true;
   for (index_t t = 0; t < count; ++t) {
     const index_t x0 = static_cast<index_t>(kept[t]) * c;
@@ -219,7 +242,7 @@ inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t 
 }
 
 inline bool nm_row(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t, float* values,
-                   std::uint16_t* meta, index_t /*room*/) {
+                   std::uint16_t* meta, index_t /*room*/, bool /*stream*/) {
   bool ok = true;
   std::uint64_t acc = 0;
   int nacc = 0;
@@ -261,6 +284,7 @@ inline const ops k_ops{mask_count,
                        kept_peak,
                        nonzero_bytes,
                        or_rows_bits,
+                       block_flags,
                        bsr_copy,
                        nm_row};
 
@@ -500,9 +524,64 @@ SHRINK_TARGET_AVX2 inline void or_rows_bits(const std::uint8_t* m, index_t strid
   *max_byte = o;
 }
 
-SHRINK_TARGET_AVX2 inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r,
-                                        index_t c, const std::uint32_t* kept, index_t count, float* out) {
+/// For c a power of two up to 64, each 64-bit word of nz gives 64 / c flags: OR the c bits of
+/// each run into its lowest bit (log2 c shift-ors), then pext gathers those bits.
+SHRINK_TARGET_AVX2 inline void block_flags(const std::uint64_t* nz, index_t cols, index_t c, std::uint64_t* flags) {
+  if (c > 64 || (c & (c - 1)) != 0) {
+    generic::block_flags(nz, cols, c, flags);
+    return;
+  }
+  const index_t bcols = cols / c, per_word = 64 / c;
+  for (index_t k = 0; k < (bcols + 63) / 64; ++k) flags[k] = 0;
+  std::uint64_t lowest = 0;  // bit 0 of every run of c
+  for (index_t b = 0; b < per_word; ++b) lowest |= std::uint64_t{1} << (b * c);
+  for (index_t k = 0; k < (cols + 63) / 64; ++k) {
+    std::uint64_t x = nz[k];
+    for (index_t s = 1; s < c; s <<= 1) x |= x >> s;
+    const std::uint64_t f = _pext_u64(x, lowest);  // bits past cols are zero in nz
+    const index_t at = k * per_word;
+    flags[at / 64] |= f << (at % 64);
+  }
+}
+
+template <bool Stream>
+SHRINK_TARGET_AVX2 inline bool bsr_copy4(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r,
+                                         index_t c, const std::uint32_t* kept, index_t count, float* out) {
+  // c % 4 == 0, so every 4-value piece of the output is 16-byte aligned (out is 64-aligned).
   unsigned bad = 0;
+  const __m128i e4 = _mm_set1_epi32(0x7F800000);
+  for (index_t t = 0; t < count; ++t) {
+    const index_t x0 = static_cast<index_t>(kept[t]) * c;
+    for (index_t y = 0; y < r; ++y) {
+      const float* wr = w + y * ws + x0;
+      const std::uint8_t* mr = m + y * ms + x0;
+      for (index_t x = 0; x < c; x += 4) {
+        std::uint32_t m4;
+        std::memcpy(&m4, mr + x, 4);
+        const __m128i keep = _mm_xor_si128(
+            _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128(static_cast<int>(m4))), _mm_setzero_si128()),
+            _mm_set1_epi32(-1));
+        const __m128 v = _mm_loadu_ps(wr + x);
+        const __m128i nf = _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(v), e4), e4);
+        bad |= static_cast<unsigned>(_mm_movemask_epi8(_mm_and_si128(nf, keep)));
+        if constexpr (Stream)
+          _mm_stream_ps(out, _mm_and_ps(v, _mm_castsi128_ps(keep)));
+        else
+          _mm_storeu_ps(out, _mm_and_ps(v, _mm_castsi128_ps(keep)));
+        out += 4;
+      }
+    }
+  }
+  if constexpr (Stream) _mm_sfence();
+  return bad == 0;
+}
+
+SHRINK_TARGET_AVX2 inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r,
+                                        index_t c, const std::uint32_t* kept, index_t count, float* out,
+                                        bool stream) {
+  unsigned bad = 0;
+  if (c % 4 == 0 && stream && reinterpret_cast<std::uintptr_t>(out) % 16 == 0)
+    return bsr_copy4<true>(w, ws, m, ms, r, c, kept, count, out);
   if (c % 4 == 0) {
     const __m128i e4 = _mm_set1_epi32(0x7F800000);
     for (index_t t = 0; t < count; ++t) {
@@ -564,6 +643,7 @@ struct nm_state {
 
 /// One chunk of 8 lanes (8 / M groups): `count` values and `meta_bits` metadata bits are kept
 /// (fewer than the full chunk for the zero-padded tail of a row).
+template <bool Stream4 = false>
 SHRINK_TARGET_AVX2 inline void nm_chunk(nm_state& s, const float* wp, const std::uint8_t* mp, const nm_table& t,
                                         float* values, index_t room, index_t count, int meta_bits) {
   const __m128i mb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(mp));
@@ -576,7 +656,9 @@ SHRINK_TARGET_AVX2 inline void nm_chunk(nm_state& s, const float* wp, const std:
   // masked-out lanes become 0 first, so the padding positions a short group stores read 0
   const __m256 p = _mm256_permutevar8x32_ps(
       _mm256_and_ps(v, lane_mask(mb)), _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&e.lanes))));
-  if (s.k + 8 <= room) {
+  if constexpr (Stream4) {  // 4 values per chunk, 16-byte aligned: a non-temporal store
+    _mm_stream_ps(values + s.k, _mm256_castps256_ps128(p));
+  } else if (s.k + 8 <= room) {
     _mm256_storeu_ps(values + s.k, p);
   } else {
     alignas(32) float tmp[8];
@@ -594,11 +676,15 @@ SHRINK_TARGET_AVX2 inline void nm_chunk(nm_state& s, const float* wp, const std:
 }
 
 SHRINK_TARGET_AVX2 inline bool nm_row(const float* w, const std::uint8_t* m, index_t cols, const nm_table& t,
-                                      float* values, std::uint16_t* meta, index_t room) {
+                                      float* values, std::uint16_t* meta, index_t room, bool stream) {
   nm_state s;
   s.mx = _mm_setzero_si128();
   s.meta = meta;
   index_t j = 0;
+  if (stream && t.per8 == 4 && reinterpret_cast<std::uintptr_t>(values) % 16 == 0) {  // 2:4, 4:8, 1:2
+    for (; j + 8 <= cols; j += 8) nm_chunk<true>(s, w + j, m + j, t, values, room, 4, t.meta_bits);
+    _mm_sfence();
+  }
   for (; j + 8 <= cols; j += 8) nm_chunk(s, w + j, m + j, t, values, room, t.per8, t.meta_bits);
   if (j < cols) {
     const index_t len = cols - j;  // a whole number of groups (M divides cols)
@@ -625,6 +711,7 @@ inline const ops k_ops{mask_count,
                        kept_peak,
                        nonzero_bytes,
                        or_rows_bits,
+                       block_flags,
                        bsr_copy,
                        nm_row};
 
@@ -645,6 +732,13 @@ inline const std::array<kernels::implementation<const ops*>, SHRINK_HAS_X86_PATH
 inline std::atomic<std::uint64_t>& fallbacks() noexcept {
   static std::atomic<std::uint64_t> count{0};
   return count;
+}
+
+/// Outputs of at least this many bytes (default 32 MiB, beyond the last-level cache) are
+/// written with non-temporal stores where a path can. Tests lower it to cover those stores.
+inline std::atomic<std::size_t>& stream_min_bytes() noexcept {
+  static std::atomic<std::size_t> bytes{std::size_t{32} << 20};
+  return bytes;
 }
 
 /// The fast path for the selected ISA, or null for the reference loops.

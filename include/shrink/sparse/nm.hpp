@@ -129,12 +129,16 @@ class nm_f32 {
     words_per_row_ = (kept * bits_ + 15) / 16;
     values_ = aligned_buffer<float>(static_cast<std::size_t>(rows * kept), uninitialized);
     meta_ = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(rows * words_per_row_), uninitialized);
+    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
+    detail::prefer_huge_pages(meta_.data(), meta_.size_bytes());
     convert_impl::nm_table t;
     convert_impl::make_nm_table(t, n, m);
     const index_t total = rows * kept;
+    // Outputs well beyond the last-level cache are written with non-temporal stores.
+    const bool stream = values_.size_bytes() >= convert_impl::stream_min_bytes().load(std::memory_order_relaxed);
     for (index_t i = 0; i < rows; ++i)
       if (!o.nm_row(w.data() + i * w.stride(0), mask.data() + i * mask.stride(0), cols, t,
-                    values_.data() + i * kept, meta_.data() + i * words_per_row_, total - i * kept))
+                    values_.data() + i * kept, meta_.data() + i * words_per_row_, total - i * kept, stream))
         return false;
     return true;
   }
