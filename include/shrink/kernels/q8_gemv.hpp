@@ -1,0 +1,535 @@
+// q8_gemv.hpp: integer-activation GEMVs (llama.cpp's Q4_0×Q8_0 idea): activations quantized to int8 once per call, int4 per-group weights and 4-bit codebook weights with int8 centroids, exact integer dots on every path.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <span>
+
+#include <xsimd/xsimd.hpp>
+
+#include "../core/aligned_buffer.hpp"
+#include "../core/config.hpp"
+#include "../core/error.hpp"
+#include "../core/parallel.hpp"
+#include "lut_gemv.hpp"
+#include "weight_only_gemv.hpp"
+#include "x86_reduce.hpp"
+
+namespace shrink::kernels {
+
+// ---------------------------------------------------------------------------------------
+// Activations. x[K] fp32 → q[K] int8 with one scale per block of `block` elements (block 0:
+// one scale for the tensor): d = max|x_block| / 127, q = round_half_even(x / d) clamped
+// to [−127, 127] (d = 0 → q = 0). Symmetric, so −128 never occurs, which keeps every
+// vpmaddubsw below exact. This is the accuracy cost of the integer paths: |x − d·q| ≤ d/2
+// per element (docs/kernels.md, "Integer-activation GEMV").
+
+/// Depth granularity of q8_activations: every weight group (32/64/128) and codebook chunk
+/// (64) divides it, so no kernel needs a tail.
+inline constexpr index_t k_q8_depth_step = 128;
+
+struct q8_activations {
+  index_t depth = 0;
+  index_t block = 0;         ///< elements per scale; 0 = one scale for the tensor
+  index_t depth_padded = 0;  ///< depth rounded up to k_q8_depth_step (q = 0 past depth)
+  aligned_buffer<std::int8_t> q;        ///< depth_padded
+  aligned_buffer<float> scales;         ///< one per block (1 when block = 0)
+  aligned_buffer<std::int32_t> sums32;  ///< Σ q over each 32 elements (depth_padded / 32), for offset weights
+};
+
+/// Allocates the (reusable) quantized-activation buffer; quantize_activations fills it
+/// without allocating.
+inline q8_activations make_q8_activations(index_t depth, index_t block) {
+  SHRINK_REQUIRE(depth > 0, errc::empty_input, "make_q8_activations: depth must be > 0, got ", depth);
+  SHRINK_REQUIRE(block == 0 || block == 32 || block == 64 || block == 128, errc::invalid_argument,
+                 "make_q8_activations: block must be 0 (per tensor), 32, 64 or 128, got ", block);
+  q8_activations a;
+  a.depth = depth;
+  a.block = block;
+  a.depth_padded = (depth + k_q8_depth_step - 1) / k_q8_depth_step * k_q8_depth_step;
+  a.q = aligned_buffer<std::int8_t>(static_cast<std::size_t>(a.depth_padded));
+  a.scales = aligned_buffer<float>(static_cast<std::size_t>(block == 0 ? 1 : (depth + block - 1) / block));
+  a.sums32 = aligned_buffer<std::int32_t>(static_cast<std::size_t>(a.depth_padded / 32));
+  return a;
+}
+
+namespace q8_detail {
+
+/// Round half to even, independent of the floating-point environment's rounding mode.
+inline float round_half_even(float v) noexcept {
+  const float f = std::floor(v);
+  const float diff = v - f;  // exact for |v| < 2^23
+  if (diff > 0.5f) return f + 1.0f;
+  if (diff < 0.5f) return f;
+  return std::fmod(f, 2.0f) == 0.0f ? f : f + 1.0f;
+}
+
+/// q = round_half_even(v / d) in [−127, 127] for d > 0 (|v| ≤ 127·d up to rounding), 0 for
+/// d = 0. A division, not a multiply by 1/d: 1/d overflows for subnormal d.
+inline std::int8_t quantize_one(float v, float d) noexcept {
+  if (!(d > 0.0f)) return 0;
+  return static_cast<std::int8_t>(std::clamp(round_half_even(v / d), -127.0f, 127.0f));
+}
+
+}  // namespace q8_detail
+
+/// Quantizes x into `out` (made by make_q8_activations for x.size() elements). Never allocates.
+inline void quantize_activations(std::span<const float> x, q8_activations& out) {
+  SHRINK_REQUIRE(!x.empty(), errc::empty_input, "quantize_activations: x is empty");
+  SHRINK_REQUIRE(x.data() != nullptr, errc::invalid_argument, "quantize_activations: null x");
+  SHRINK_REQUIRE(static_cast<index_t>(x.size()) == out.depth &&
+                     out.q.size() == static_cast<std::size_t>(out.depth_padded) && out.depth_padded % 32 == 0,
+                 errc::shape_mismatch, "quantize_activations: x has ", x.size(),
+                 " elements, the buffer was made for depth ", out.depth, " (use make_q8_activations)");
+  const index_t k = out.depth;
+  const index_t block = out.block == 0 ? k : out.block;
+  for (index_t b0 = 0, bi = 0; b0 < k; b0 += block, ++bi) {
+    const index_t b1 = std::min(k, b0 + block);
+    float amax = 0.0f;
+    for (index_t i = b0; i < b1; ++i) {
+      const float v = x[static_cast<std::size_t>(i)];
+      SHRINK_REQUIRE(std::isfinite(v), errc::non_finite, "quantize_activations: x[", i, "] = ", v, " is not finite");
+      amax = std::max(amax, std::abs(v));
+    }
+    const float d = amax / 127.0f;
+    out.scales[static_cast<std::size_t>(bi)] = d;
+    for (index_t i = b0; i < b1; ++i)
+      out.q[static_cast<std::size_t>(i)] = q8_detail::quantize_one(x[static_cast<std::size_t>(i)], d);
+  }
+  for (index_t i = k; i < out.depth_padded; ++i) out.q[static_cast<std::size_t>(i)] = 0;
+  for (index_t s = 0; s < out.depth_padded / 32; ++s) {
+    std::int32_t sum = 0;
+    for (index_t i = 0; i < 32; ++i) sum += out.q[static_cast<std::size_t>(s * 32 + i)];
+    out.sums32[static_cast<std::size_t>(s)] = sum;
+  }
+}
+
+/// Allocating convenience form.
+inline q8_activations quantize_activations(std::span<const float> x, index_t block) {
+  SHRINK_REQUIRE(!x.empty(), errc::empty_input, "quantize_activations: x is empty");
+  auto out = make_q8_activations(static_cast<index_t>(x.size()), block);
+  quantize_activations(x, out);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Int4 per-group weights for the q8 path. Weights are stored offset, u = w + 8 ∈ [0, 15],
+// so vpmaddubsw(u, q) is exact (|15·127·2| < 32767) and Σ w·q = Σ u·q − 8·Σ q, with Σ q
+// per 32 elements precomputed by quantize_activations. Layout (docs/kernels.md): blocks of
+// 8 rows; per (row block, group) group/8 chunks of 32 bytes; in chunk c, byte 4r + j holds
+// row r's element 8c + j in its low nibble and 8c + 4 + j in its high nibble. One chunk
+// unpacks (and / shift+and) into two registers of 8 rows × 4 depth, which a broadcast
+// activation quad multiplies: the 8 row sums land in 8 lanes without horizontal adds.
+// Per (row, group): y[n] = fma(s[n,g]·d_x[g], float(idot[n,g]), y[n]), g ascending; the
+// same operations in the same order on every path, so results are bit-identical.
+
+struct packed_s4q8_weights {
+  index_t rows = 0, depth = 0;
+  index_t group = 0, groups = 0, depth_padded = 0;
+  index_t row_blocks = 0;  ///< ceil(rows / 8)
+  scale_format scales_format = scale_format::f32;
+  aligned_buffer<std::uint8_t> data;         ///< row_blocks · groups · group · 4 bytes
+  aligned_buffer<float> scales_f32;          ///< row_blocks · groups · 8 (0 past rows)
+  aligned_buffer<std::uint16_t> scales_f16;  ///< same, fp16 bits
+
+  [[nodiscard]] std::size_t byte_of(index_t n, index_t k) const noexcept {
+    const index_t rb = n / 8, r = n % 8, g = k / group, kk = k % group;
+    return static_cast<std::size_t>(((rb * groups + g) * (group / 8) + kk / 8) * 32 + 4 * r + kk % 4);
+  }
+  /// The signed weight W[n, k] ∈ [−8, 7].
+  [[nodiscard]] int at(index_t n, index_t k) const noexcept {
+    const int shift = ((k % group) % 8) / 4 * 4;
+    return static_cast<int>((data[byte_of(n, k)] >> shift) & 0xF) - 8;
+  }
+  [[nodiscard]] float scale(index_t n, index_t g) const noexcept {
+    const auto i = static_cast<std::size_t>(((n / 8) * groups + g) * 8 + n % 8);
+    return scales_format == scale_format::f32 ? scales_f32[i] : half_bits_to_float(scales_f16[i]);
+  }
+};
+
+/// Re-lays int4 weights packed by pack_s4_weights (group 32, 64 or 128; fp32 or fp16
+/// scales, kept in their format) for gemv_s4_q8.
+inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
+  SHRINK_REQUIRE(w.bits == 4 && w.rows > 0 && w.data.size() == static_cast<std::size_t>(w.rows * w.row_bytes),
+                 errc::invalid_argument, "pack_s4q8_weights: expects int4 weights from pack_s4_weights, got ", w.bits,
+                 "-bit, ", w.rows, " rows");
+  SHRINK_REQUIRE(w.group == 32 || w.group == 64 || w.group == 128, errc::invalid_argument,
+                 "pack_s4q8_weights: group must be 32, 64 or 128 (not one scale per row), got ", w.group);
+  packed_s4q8_weights p;
+  p.rows = w.rows;
+  p.depth = w.depth;
+  p.group = w.group;
+  p.groups = w.groups;
+  p.depth_padded = w.depth_padded;
+  p.row_blocks = (w.rows + 7) / 8;
+  p.scales_format = w.scales_format;
+  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4));
+  std::fill(p.data.begin(), p.data.end(), std::uint8_t{0x88});  // offset 8 = weight 0 (padding)
+  const auto ns = static_cast<std::size_t>(p.row_blocks * p.groups * 8);
+  if (p.scales_format == scale_format::f32)
+    p.scales_f32 = aligned_buffer<float>(ns);
+  else
+    p.scales_f16 = aligned_buffer<std::uint16_t>(ns);
+  for (index_t n = 0; n < w.rows; ++n) {
+    for (index_t k = 0; k < w.depth; ++k) {
+      const auto u = static_cast<std::uint8_t>(w.at(n, k) + 8);
+      const int shift = ((k % p.group) % 8) / 4 * 4;
+      std::uint8_t& b = p.data[p.byte_of(n, k)];
+      b = static_cast<std::uint8_t>((b & ~(0xF << shift)) | (u << shift));
+    }
+    for (index_t g = 0; g < w.groups; ++g) {
+      const auto i = static_cast<std::size_t>(((n / 8) * p.groups + g) * 8 + n % 8);
+      const auto src = static_cast<std::size_t>(n * w.groups + g);
+      if (p.scales_format == scale_format::f32)
+        p.scales_f32[i] = w.scales_f32[src];
+      else
+        p.scales_f16[i] = w.scales_f16[src];
+    }
+  }
+  return p;
+}
+
+namespace q8_detail {
+
+/// y[n] for the rows of row blocks [b0, b1).
+using s4_fn = void (*)(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y);
+
+inline float x_scale(const q8_activations& x, index_t g) noexcept {
+  return x.scales[static_cast<std::size_t>(x.block == 0 ? 0 : g)];
+}
+
+// ---- reference: the oracle. Signed weights times q (no offset algebra), exact in int32,
+// then the fp32 formula with std::fma.
+inline void s4_reference(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
+  for (index_t n = b0 * 8; n < std::min(w.rows, b1 * 8); ++n) {
+    float acc = 0.0f;
+    for (index_t g = 0; g < w.groups; ++g) {
+      std::int32_t dot = 0;
+      for (index_t k = g * w.group; k < (g + 1) * w.group; ++k)
+        dot += w.at(n, k) * static_cast<std::int32_t>(x.q[static_cast<std::size_t>(k)]);
+      const float c = w.scale(n, g) * x_scale(x, g);
+      acc = std::fma(c, static_cast<float>(dot), acc);
+    }
+    y[n] = acc;
+  }
+}
+
+// ---- generic (xsimd): a group of one row is unpacked to int32 (offset removed) and dotted
+// with the activations widened on load; the fp32 step as the reference.
+inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
+  using b32 = xsimd::batch<std::int32_t>;
+  constexpr index_t lanes = static_cast<index_t>(b32::size);
+  alignas(64) std::int32_t wt[128];
+  for (index_t n = b0 * 8; n < std::min(w.rows, b1 * 8); ++n) {
+    const index_t r = n % 8;
+    float acc = 0.0f;
+    for (index_t g = 0; g < w.groups; ++g) {
+      const std::uint8_t* base = w.data.data() + ((n / 8) * w.groups + g) * w.group * 4 + 4 * r;
+      for (index_t c = 0; c < w.group / 8; ++c)
+        for (index_t j = 0; j < 4; ++j) {
+          const unsigned v = base[c * 32 + j];
+          wt[8 * c + j] = static_cast<std::int32_t>(v & 0xF) - 8;
+          wt[8 * c + 4 + j] = static_cast<std::int32_t>(v >> 4) - 8;
+        }
+      b32 s(0);
+      const std::int8_t* xq = x.q.data() + g * w.group;
+      for (index_t i = 0; i < w.group; i += lanes)
+        s += b32::load_aligned(wt + i) * xsimd::load_as<std::int32_t>(xq + i, xsimd::unaligned_mode());
+      const std::int32_t dot = xsimd::hadd(s);
+      const float c = w.scale(n, g) * x_scale(x, g);
+      acc = std::fma(c, static_cast<float>(dot), acc);
+    }
+    y[n] = acc;
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// ---- avx2: per (8-row block, group): each 32-byte chunk → two registers of u4 (8 rows ×
+// 4 depth); vpmaddubsw with the broadcast activation quad gives 2 s16 per row; 8 such
+// quads (32 elements) are summed in s16 (≤ 8·3810 = 30480, exact), widened once by
+// vpmaddwd(·, 1) into the 8 row lanes. Then −8·Σq, cvtdq2ps, and one fma per group.
+inline constexpr index_t k_s4_prefetch = 1024;
+
+template <bool F16>
+SHRINK_TARGET_AVX2 inline void s4_avx2_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t b0,
+                                            index_t b1, float* y) {
+  const index_t group = w.group, groups = w.groups;
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const std::int8_t* xq = x.q.data();
+  const std::int32_t* s32 = x.sums32.data();
+  const bool per_block = x.block != 0;
+  for (index_t rb = b0; rb < b1; ++rb) {
+    const std::uint8_t* wp = w.data.data() + rb * groups * group * 4;
+    __m256 acc = _mm256_setzero_ps();
+    for (index_t g = 0; g < groups; ++g) {
+      const index_t k0 = g * group;
+      __m256i i32 = _mm256_setzero_si256();
+      for (index_t e = 0; e < group; e += 32) {  // 32 elements = 4 chunks = 128 bytes
+        const std::uint8_t* cp = wp + (k0 + e) * 4;
+        _mm_prefetch(reinterpret_cast<const char*>(cp + k_s4_prefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(cp + k_s4_prefetch + 64), _MM_HINT_T0);
+        __m256i a16 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; ++c) {
+          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(cp + 32 * c));
+          const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+          std::int32_t qa, qb;
+          std::memcpy(&qa, xq + k0 + e + 8 * c, 4);
+          std::memcpy(&qb, xq + k0 + e + 8 * c + 4, 4);
+          a16 = _mm256_add_epi16(a16, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(qa)));
+          a16 = _mm256_add_epi16(a16, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(qb)));
+        }
+        i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(a16, ones));
+      }
+      std::int32_t sq = 0;
+      for (index_t s = k0 / 32; s < (k0 + group) / 32; ++s) sq += s32[s];
+      i32 = _mm256_sub_epi32(i32, _mm256_set1_epi32(8 * sq));
+      const std::size_t si = static_cast<std::size_t>((rb * groups + g) * 8);
+      const __m256 sc = F16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales_f16.data() + si)))
+                            : _mm256_loadu_ps(w.scales_f32.data() + si);
+      const __m256 c = _mm256_mul_ps(sc, _mm256_set1_ps(x.scales[static_cast<std::size_t>(per_block ? g : 0)]));
+      acc = _mm256_fmadd_ps(c, _mm256_cvtepi32_ps(i32), acc);
+    }
+    alignas(32) float out[8];
+    _mm256_store_ps(out, acc);
+    for (index_t r = 0; r < 8 && rb * 8 + r < w.rows; ++r) y[rb * 8 + r] = out[r];
+  }
+}
+
+inline void s4_avx2(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
+  w.scales_format == scale_format::f16 ? s4_avx2_impl<true>(x, w, b0, b1, y) : s4_avx2_impl<false>(x, w, b0, b1, y);
+}
+#endif
+
+inline const std::array<implementation<s4_fn>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_s4{{
+    {isa::reference, 0, s4_reference},
+    {isa::generic, 0, s4_generic},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, s4_avx2},
+#endif
+}};
+
+}  // namespace q8_detail
+
+/// y[N] = W·x̂ with x̂ = x quantized by quantize_activations (block 0 or the weights' group)
+/// and W int4 per-group: y[n] = Σ_g (s[n,g]·d_x[g]) · Σ_{k∈g} w[n,k]·q[k], the inner sums
+/// exact int32, the outer in fp32 (fma, g ascending) — bit-identical on every path and
+/// thread count. Running never allocates.
+inline void gemv_s4_q8(const q8_activations& x, const packed_s4q8_weights& w, std::span<float> y,
+                       const context& ctx = {}) {
+  SHRINK_REQUIRE(w.rows > 0 && w.group > 0 && w.data.size() == static_cast<std::size_t>(w.row_blocks * w.groups * w.group * 4) &&
+                     (w.scales_format == scale_format::f32 ? w.scales_f32.size() : w.scales_f16.size()) ==
+                         static_cast<std::size_t>(w.row_blocks * w.groups * 8),
+                 errc::invalid_argument, "gemv_s4_q8: packed weights are empty or inconsistent; use pack_s4q8_weights");
+  SHRINK_REQUIRE(x.depth == w.depth && x.q.size() == static_cast<std::size_t>(x.depth_padded) &&
+                     x.depth_padded >= w.depth_padded,
+                 errc::shape_mismatch, "gemv_s4_q8: activations have depth ", x.depth, ", the weights ", w.depth);
+  SHRINK_REQUIRE(x.block == 0 || x.block == w.group, errc::invalid_argument, "gemv_s4_q8: activation block ", x.block,
+                 " must be 0 (per tensor) or the weights' group ", w.group);
+  SHRINK_REQUIRE(static_cast<index_t>(y.size()) == w.rows, errc::shape_mismatch, "gemv_s4_q8: y has ", y.size(),
+                 " elements, expected ", w.rows);
+  SHRINK_REQUIRE(y.data() != nullptr, errc::invalid_argument, "gemv_s4_q8: null output");
+  const auto fn = select(q8_detail::k_s4);
+  parallel_for(ctx, 0, w.row_blocks, 2, [&](index_t b0, index_t b1) { fn(x, w, b0, b1, y.data()); });
+}
+
+/// Quantizes x (into the caller's buffer `xq`, made by make_q8_activations) and runs
+/// gemv_s4_q8: the whole integer-activation GEMV of one call, without allocating.
+inline void gemv_s4_q8(std::span<const float> x, q8_activations& xq, const packed_s4q8_weights& w, std::span<float> y,
+                       const context& ctx = {}) {
+  quantize_activations(x, xq);
+  gemv_s4_q8(xq, w, y, ctx);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4-bit codebook weights for the q8 path. The 16 centroids (per tensor or per row) are
+// quantized to int8 with their own scale s_c = max|c|/127, c_q = round_half_even(c/s_c)
+// (extra weight error ≤ s_c/2 = max|c|/254 per weight). Indices are re-laid per row in
+// chunks of 64: byte j of a chunk holds element j in its low nibble and element 32 + j in
+// its high nibble, so one 32-byte load gives two registers of 32 indices in depth order;
+// vpshufb looks the 16 int8 centroids up (the table is one register); vpmaddubsw is made
+// exact with the sign trick (|c_q|, q·sign(c_q): |127·127·2| < 32767). Activations use
+// one scale per tensor (block 0), so a row's dot is one exact int32:
+// y[n] = (s_c[n]·d_x) · float(Σ_k c_q[idx[n,k]]·q[k]).
+
+struct packed_codebook_q8_weights {
+  index_t rows = 0, depth = 0, depth_padded = 0;  ///< depth_padded: multiple of 64
+  bool per_row = false;
+  aligned_buffer<std::uint8_t> indices;      ///< rows · depth_padded / 2
+  aligned_buffer<std::int8_t> centroids;     ///< (per_row ? rows : 1) · 16, int8
+  aligned_buffer<float> centroid_scales;     ///< (per_row ? rows : 1)
+
+  [[nodiscard]] unsigned index(index_t n, index_t k) const noexcept {
+    const std::uint8_t b = indices[static_cast<std::size_t>(n * depth_padded / 2 + (k / 64) * 32 + k % 32)];
+    return (k % 64) < 32 ? (b & 0xFu) : (b >> 4);
+  }
+  [[nodiscard]] const std::int8_t* codebook(index_t n) const noexcept {
+    return centroids.data() + (per_row ? n * 16 : 0);
+  }
+  [[nodiscard]] float codebook_scale(index_t n) const noexcept {
+    return centroid_scales[static_cast<std::size_t>(per_row ? n : 0)];
+  }
+};
+
+/// Quantizes the centroids of 4-bit codebook weights (from pack_codebook_weights) to int8
+/// and re-lays the indices for codebook_gemv_q8.
+inline packed_codebook_q8_weights pack_codebook_q8_weights(const packed_codebook_weights& w) {
+  SHRINK_REQUIRE(w.bits == 4 && w.rows > 0 && w.depth > 0 &&
+                     w.centroids.size() == static_cast<std::size_t>((w.per_row ? w.rows : 1) * 16),
+                 errc::invalid_argument, "pack_codebook_q8_weights: expects 4-bit codebook weights from "
+                 "pack_codebook_weights, got ", w.bits, "-bit, ", w.rows, " rows");
+  // Σ_k c_q·q is held in int32: K·127·127 must stay below 2^31.
+  SHRINK_REQUIRE(w.depth <= (index_t{1} << 31) / (127 * 127) - 64, errc::overflow, "pack_codebook_q8_weights: depth ",
+                 w.depth, " would overflow the int32 dot (K·127² < 2^31)");
+  packed_codebook_q8_weights p;
+  p.rows = w.rows;
+  p.depth = w.depth;
+  p.depth_padded = (w.depth + 63) / 64 * 64;
+  p.per_row = w.per_row;
+  const index_t books = w.per_row ? w.rows : 1;
+  p.indices = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(w.rows * p.depth_padded / 2));
+  p.centroids = aligned_buffer<std::int8_t>(static_cast<std::size_t>(books * 16));
+  p.centroid_scales = aligned_buffer<float>(static_cast<std::size_t>(books));
+  for (index_t b = 0; b < books; ++b) {
+    const float* c = w.centroids.data() + b * 16;
+    float amax = 0.0f;
+    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::abs(c[i]));
+    const float s = amax / 127.0f;
+    p.centroid_scales[static_cast<std::size_t>(b)] = s;
+    for (int i = 0; i < 16; ++i)
+      p.centroids[static_cast<std::size_t>(b * 16 + i)] = q8_detail::quantize_one(c[i], s);
+  }
+  for (index_t n = 0; n < w.rows; ++n)
+    for (index_t k = 0; k < w.depth; ++k) {
+      std::uint8_t& b = p.indices[static_cast<std::size_t>(n * p.depth_padded / 2 + (k / 64) * 32 + k % 32)];
+      b = static_cast<std::uint8_t>(b | (w.index(n, k) << ((k % 64) < 32 ? 0 : 4)));
+    }
+  return p;
+}
+
+namespace q8_detail {
+
+using cb_fn = void (*)(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0, index_t n1, float* y);
+
+inline float cb_finish(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n, std::int32_t dot) {
+  const float c = w.codebook_scale(n) * x.scales[0];
+  return c * static_cast<float>(dot);
+}
+
+inline void cb_reference(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0, index_t n1, float* y) {
+  for (index_t n = n0; n < n1; ++n) {
+    const std::int8_t* cb = w.codebook(n);
+    std::int32_t dot = 0;
+    for (index_t k = 0; k < w.depth; ++k)
+      dot += static_cast<std::int32_t>(cb[w.index(n, k)]) * static_cast<std::int32_t>(x.q[static_cast<std::size_t>(k)]);
+    y[n] = cb_finish(x, w, n, dot);
+  }
+}
+
+inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0, index_t n1, float* y) {
+  using b32 = xsimd::batch<std::int32_t>;
+  constexpr index_t lanes = static_cast<index_t>(b32::size);
+  alignas(64) std::int32_t wt[64];
+  for (index_t n = n0; n < n1; ++n) {
+    const std::int8_t* cb = w.codebook(n);
+    const std::uint8_t* row = w.indices.data() + n * w.depth_padded / 2;
+    b32 s(0);
+    for (index_t k0 = 0; k0 < w.depth_padded; k0 += 64) {
+      for (index_t j = 0; j < 32; ++j) {
+        const unsigned v = row[k0 / 2 + j];
+        wt[j] = cb[v & 0xF];
+        wt[32 + j] = cb[v >> 4];
+      }
+      for (index_t i = 0; i < 64; i += lanes)
+        s += b32::load_aligned(wt + i) * xsimd::load_as<std::int32_t>(x.q.data() + k0 + i, xsimd::unaligned_mode());
+    }
+    y[n] = cb_finish(x, w, n, xsimd::hadd(s));
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// ---- avx2: 4 rows share each activation load; per row and 64 weights: one load, two
+// nibble extractions, two vpshufb, and per 32: vpabsb, vpsignb, vpmaddubsw, vpmaddwd, add.
+inline constexpr index_t k_cb_prefetch = 1024;
+
+template <int R>
+SHRINK_TARGET_AVX2 inline void cb_avx2_rows(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n,
+                                            float* y) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i table[R], acc[R];
+  const std::uint8_t* rows[R];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    table[r] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.codebook(n + r))));
+    acc[r] = _mm256_setzero_si256();
+    rows[r] = w.indices.data() + (n + r) * w.depth_padded / 2;
+  }
+  for (index_t k = 0; k < w.depth_padded; k += 64) {
+    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
+    const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + k / 2 + k_cb_prefetch), _MM_HINT_T0);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k / 2));
+      const __m256i wl = _mm256_shuffle_epi8(table[r], _mm256_and_si256(v, m4));
+      const __m256i wh = _mm256_shuffle_epi8(table[r], _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+      const __m256i pl = _mm256_maddubs_epi16(_mm256_abs_epi8(wl), _mm256_sign_epi8(xl, wl));
+      const __m256i ph = _mm256_maddubs_epi16(_mm256_abs_epi8(wh), _mm256_sign_epi8(xh, wh));
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones)));
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) y[n + r] = cb_finish(x, w, n + r, x86::hsum(acc[r]));
+}
+
+SHRINK_TARGET_AVX2 inline void cb_avx2(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0,
+                                       index_t n1, float* y) {
+  index_t n = n0;
+  for (; n + 4 <= n1; n += 4) cb_avx2_rows<4>(x, w, n, y);
+  for (; n < n1; ++n) cb_avx2_rows<1>(x, w, n, y);
+}
+#endif
+
+inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_cb{{
+    {isa::reference, 0, cb_reference},
+    {isa::generic, 0, cb_generic},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, cb_avx2},
+#endif
+}};
+
+}  // namespace q8_detail
+
+/// y[N] = Ŵ·x̂: Ŵ the int8-quantized 4-bit codebook weights, x̂ = x quantized with one
+/// scale for the tensor (block 0). Bit-identical on every path and thread count.
+inline void codebook_gemv_q8(const q8_activations& x, const packed_codebook_q8_weights& w, std::span<float> y,
+                             const context& ctx = {}) {
+  SHRINK_REQUIRE(w.rows > 0 && w.depth_padded % 64 == 0 &&
+                     w.indices.size() == static_cast<std::size_t>(w.rows * w.depth_padded / 2) &&
+                     w.centroids.size() == static_cast<std::size_t>((w.per_row ? w.rows : 1) * 16) &&
+                     w.centroid_scales.size() == static_cast<std::size_t>(w.per_row ? w.rows : 1),
+                 errc::invalid_argument,
+                 "codebook_gemv_q8: packed weights are empty or inconsistent; use pack_codebook_q8_weights");
+  SHRINK_REQUIRE(x.depth == w.depth && x.q.size() == static_cast<std::size_t>(x.depth_padded) &&
+                     x.depth_padded >= w.depth_padded,
+                 errc::shape_mismatch, "codebook_gemv_q8: activations have depth ", x.depth, ", the weights ", w.depth);
+  SHRINK_REQUIRE(x.block == 0, errc::invalid_argument,
+                 "codebook_gemv_q8: activations must have one scale per tensor (block 0), got block ", x.block);
+  SHRINK_REQUIRE(static_cast<index_t>(y.size()) == w.rows, errc::shape_mismatch, "codebook_gemv_q8: y has ", y.size(),
+                 " elements, expected ", w.rows);
+  SHRINK_REQUIRE(y.data() != nullptr, errc::invalid_argument, "codebook_gemv_q8: null output");
+  const auto fn = select(q8_detail::k_cb);
+  parallel_for(ctx, 0, w.rows, 16, [&](index_t n0, index_t n1) { fn(x, w, n0, n1, y.data()); });
+}
+
+/// Quantizes x into `xq` (block 0) and runs codebook_gemv_q8, without allocating.
+inline void codebook_gemv_q8(std::span<const float> x, q8_activations& xq, const packed_codebook_q8_weights& w,
+                             std::span<float> y, const context& ctx = {}) {
+  quantize_activations(x, xq);
+  codebook_gemv_q8(xq, w, y, ctx);
+}
+
+}  // namespace shrink::kernels
