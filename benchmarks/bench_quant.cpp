@@ -76,6 +76,19 @@ void quantize_matrix(benchmark::State& state, quant::options o, bool reuse) {
   bench::set_bytes(state, static_cast<double>(w.size_bytes()));
 }
 
+// The same work on the first `rows` rows only (L2-resident when small): the compute cost
+// without the DRAM stream, to tell how far the full-size run is from memory-bound.
+void quantize_rows(benchmark::State& state, quant::options o, index_t rows) {
+  const auto& w = weights();
+  const tensor_view<const float, 2> x(w.data(), shape<2>{rows, k_cols});
+  quant::quantized kept;
+  for (auto _ : state) {
+    quant::quantize_into(x, o, {}, kept);
+    benchmark::DoNotOptimize(kept.codes().data());
+  }
+  bench::set_bytes(state, static_cast<double>(rows * k_cols) * sizeof(float));
+}
+
 template <class Observer>
 void observe_million(benchmark::State& state, Observer proto) {
   const auto& w = weights();
@@ -100,6 +113,8 @@ BENCHMARK_CAPTURE(quantize_matrix, c, k_int4_g32, false)->Name(bench::name("quan
 BENCHMARK_CAPTURE(quantize_matrix, d, k_int4_g32, true)->Name(bench::name("quantize_int4_g32", "shrink_into", k_shape))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(quantize_matrix, e, k_uint8_pt, false)->Name(bench::name("quantize_uint8_per_tensor", "shrink", k_shape))->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(quantize_matrix, f, k_uint8_pt, true)->Name(bench::name("quantize_uint8_per_tensor", "shrink_into", k_shape))->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(quantize_rows, a, k_int8_pc, 32)->Name(bench::name("quantize_int8_per_channel", "shrink_into", "32x4096_cached"));
+BENCHMARK_CAPTURE(quantize_rows, b, k_int4_g32, 32)->Name(bench::name("quantize_int4_g32", "shrink_into", "32x4096_cached"));
 
 BENCHMARK_CAPTURE(observe_million, mm, quant::min_max_observer{})->Name("observe_min_max/shrink/1M")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(observe_million, ma, quant::moving_average_min_max_observer{})

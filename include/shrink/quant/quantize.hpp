@@ -156,35 +156,63 @@ SHRINK_TARGET_AVX2 inline run_range range_avx2(const float* x, index_t n) {
 // ONNX divides; so does this loop. A multiply by a precomputed 1/scale with a guard that
 // redoes near-tie vectors by division gives identical codes, but measured slower on Zen 4
 // (vdivps is cheap there; docs/quantization.md, "Division"), so plain division it is.
+template <bool AddZp>
 SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256i encode8_avx2(const float* x, __m256 vs, __m256 vlo, __m256 vhi, __m256i vzp) {
   const __m256 y = _mm256_min_ps(_mm256_max_ps(_mm256_div_ps(_mm256_loadu_ps(x), vs), vlo), vhi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(y), vzp);  // cvtps2dq under the default MXCSR: nearest even
+  const __m256i q = _mm256_cvtps_epi32(y);  // cvtps2dq under the default MXCSR: nearest even
+  if constexpr (AddZp) return _mm256_add_epi32(q, vzp);
+  return q;
 }
 
-SHRINK_TARGET_AVX2 inline void encode_avx2(const float* x, index_t n, params p, int qmin, int qmax, std::uint8_t* fields) {
+// 32 codes in [-128, 127] (Signed) or [0, 255] as 32 bytes in element order. Both packs are
+// exact on those ranges (no saturation), and pack only within 128-bit lanes, hence the final
+// dword permutation.
+template <bool Signed>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256i bytes32_avx2(__m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+  const __m256i a = _mm256_packs_epi32(q0, q1), b = _mm256_packs_epi32(q2, q3);
+  const __m256i c = Signed ? _mm256_packs_epi16(a, b) : _mm256_packus_epi16(a, b);
+  return _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// 32 codes in [-8, 15] as 16 bytes of nibbles, element 2j in the low nibble of byte j. The
+// packs leave, per 128-bit lane, bytes (q0[0..3], q1[0..3], q2[0..3], q3[0..3]) and then
+// (q0[4..7], ...): consecutive elements stay adjacent in pairs, so vpmaddubsw with (1, 16)
+// joins each pair into one byte value (lo & 15) + 16 (hi & 15) <= 255 before the order is
+// fixed: the 16-bit results interleave between the two lanes.
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m128i nibbles32_avx2(__m256i q0, __m256i q1, __m256i q2, __m256i q3) {
+  const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q0, q1), _mm256_packs_epi32(q2, q3));
+  const __m256i w = _mm256_maddubs_epi16(_mm256_and_si256(b, _mm256_set1_epi8(0x0f)), _mm256_set1_epi16(0x1001));
+  const __m256i p = _mm256_packus_epi16(w, w);  // per lane: 8 output bytes, twice
+  return _mm_unpacklo_epi16(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+}
+
+template <bool AddZp, bool Signed>
+SHRINK_TARGET_AVX2 inline void encode_avx2_impl(const float* x, index_t n, params p, int qmin, int qmax, std::uint8_t* fields) {
   // Clamp to integer bounds, round to nearest even, + zero point, as encode_reference.
   const __m256 vs = _mm256_set1_ps(p.scale);
   const __m256 vlo = _mm256_set1_ps(static_cast<float>(qmin - p.zero_point));
   const __m256 vhi = _mm256_set1_ps(static_cast<float>(qmax - p.zero_point));
   const __m256i vzp = _mm256_set1_epi32(p.zero_point);
-  const __m256i low_byte = _mm256_set1_epi16(0xff);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
   index_t i = 0;
   for (; i + 32 <= n; i += 32) {
-    const __m256i q0 = encode8_avx2(x + i, vs, vlo, vhi, vzp), q1 = encode8_avx2(x + i + 8, vs, vlo, vhi, vzp);
-    const __m256i q2 = encode8_avx2(x + i + 16, vs, vlo, vhi, vzp), q3 = encode8_avx2(x + i + 24, vs, vlo, vhi, vzp);
-    const __m256i a = _mm256_and_si256(_mm256_packs_epi32(q0, q1), low_byte);
-    const __m256i b = _mm256_and_si256(_mm256_packs_epi32(q2, q3), low_byte);
-    const __m256i c = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(fields + i), c);
+    const __m256i q0 = encode8_avx2<AddZp>(x + i, vs, vlo, vhi, vzp), q1 = encode8_avx2<AddZp>(x + i + 8, vs, vlo, vhi, vzp);
+    const __m256i q2 = encode8_avx2<AddZp>(x + i + 16, vs, vlo, vhi, vzp), q3 = encode8_avx2<AddZp>(x + i + 24, vs, vlo, vhi, vzp);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(fields + i), bytes32_avx2<Signed>(q0, q1, q2, q3));
   }
   for (; i + 8 <= n; i += 8) {
-    const __m256i q = encode8_avx2(x + i, vs, vlo, vhi, vzp);
+    const __m256i q = encode8_avx2<AddZp>(x + i, vs, vlo, vhi, vzp);
     alignas(32) std::int32_t lanes[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), q);
     for (int k = 0; k < 8; ++k) fields[i + k] = static_cast<std::uint8_t>(lanes[k]);
   }
   encode_reference(x + i, n - i, p, qmin, qmax, fields + i);
+}
+
+SHRINK_TARGET_AVX2 inline void encode_avx2(const float* x, index_t n, params p, int qmin, int qmax, std::uint8_t* fields) {
+  // Codes lie in [qmin, qmax]; a negative qmin means a signed grid (at most 8 bits either way).
+  if (p.zero_point == 0)
+    return qmin < 0 ? encode_avx2_impl<false, true>(x, n, p, qmin, qmax, fields) : encode_avx2_impl<false, false>(x, n, p, qmin, qmax, fields);
+  return qmin < 0 ? encode_avx2_impl<true, true>(x, n, p, qmin, qmax, fields) : encode_avx2_impl<true, false>(x, n, p, qmin, qmax, fields);
 }
 
 SHRINK_TARGET_AVX2 inline void pack4_avx2(const std::uint8_t* f, index_t n, std::uint8_t* out) {
@@ -209,13 +237,14 @@ SHRINK_TARGET_AVX2 inline void pack4_avx2(const std::uint8_t* f, index_t n, std:
 // faster than one fused pass per group on L1-resident rows).
 template <int V>
 SHRINK_TARGET_AVX2 inline bool group_params_avx2(const float* g, const scheme& s, float* scale, std::int32_t* zp) {
-  __m256 lo = _mm256_loadu_ps(g), hi = lo, poison = _mm256_setzero_ps();
+  const __m256 zero = _mm256_setzero_ps();
+  __m256 lo = _mm256_loadu_ps(g), hi = lo, poison = _mm256_fmadd_ps(lo, zero, zero);
 #pragma GCC unroll 16
-  for (int k = 0; k < V; ++k) {
+  for (int k = 1; k < V; ++k) {
     const __m256 v = _mm256_loadu_ps(g + 8 * k);
     lo = _mm256_min_ps(lo, v);
     hi = _mm256_max_ps(hi, v);
-    poison = _mm256_or_ps(poison, _mm256_sub_ps(v, v));
+    poison = _mm256_fmadd_ps(v, zero, poison);  // v * 0 is NaN for Inf and NaN, else +-0: NaN sticks
   }
   if (_mm256_movemask_ps(_mm256_cmp_ps(poison, poison, _CMP_UNORD_Q)) != 0) return false;
   const params p = params_from_range(hmin_avx2(lo), hmax_avx2(hi), s);
@@ -225,35 +254,52 @@ SHRINK_TARGET_AVX2 inline bool group_params_avx2(const float* g, const scheme& s
 }
 
 // Codes of one full group of 8*V values, packed to `out` (8-bit: 8V bytes; 4-bit: 4V bytes,
-// low nibble first).
-template <int V>
-SHRINK_TARGET_AVX2 inline void group_encode_avx2(const float* g, params p, int qmin, int qmax, int storage_bits, std::uint8_t* out,
-                                                index_t ahead) {
+// low nibble first). vlo/vhi/vzp: qmin - zp, qmax - zp, zp (hoisted by the caller when the
+// zero point is the same for every group).
+template <int V, int Bits, bool AddZp, bool Signed>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE void group_encode_avx2(const float* g, __m256 vs, __m256 vlo, __m256 vhi, __m256i vzp,
+                                                              std::uint8_t* out, index_t ahead) {
   static_assert(V % 4 == 0, "group_encode_avx2: V must be a multiple of 4 (32 values)");
-  const __m256 vs = _mm256_set1_ps(p.scale);
-  const __m256 vlo = _mm256_set1_ps(static_cast<float>(qmin - p.zero_point));
-  const __m256 vhi = _mm256_set1_ps(static_cast<float>(qmax - p.zero_point));
-  const __m256i vzp = _mm256_set1_epi32(p.zero_point);
-  const __m256i low_byte = _mm256_set1_epi16(0xff), nibble = _mm256_set1_epi16(0x000f);
-  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 #pragma GCC unroll 4
   for (int k = 0; k < V; k += 4) {
     // While this row is encoded from cache, pull the next row (`ahead` floats on) in from DRAM
     // (measured: int4 group-32 on 4096x4096 10.6 -> 7.6 ms CPU). Prefetches never fault.
     _mm_prefetch(reinterpret_cast<const char*>(g + 8 * k + ahead), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(g + 8 * k + 16 + ahead), _MM_HINT_T0);
-    const __m256i q0 = encode8_avx2(g + 8 * k, vs, vlo, vhi, vzp), q1 = encode8_avx2(g + 8 * k + 8, vs, vlo, vhi, vzp);
-    const __m256i q2 = encode8_avx2(g + 8 * k + 16, vs, vlo, vhi, vzp), q3 = encode8_avx2(g + 8 * k + 24, vs, vlo, vhi, vzp);
-    const __m256i a = _mm256_and_si256(_mm256_packs_epi32(q0, q1), low_byte);
-    const __m256i b = _mm256_and_si256(_mm256_packs_epi32(q2, q3), low_byte);
-    const __m256i f = _mm256_permutevar8x32_epi32(_mm256_packus_epi16(a, b), order);  // 32 fields in order
-    if (storage_bits == 8) {
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * k), f);
+    const __m256i q0 = encode8_avx2<AddZp>(g + 8 * k, vs, vlo, vhi, vzp);
+    const __m256i q1 = encode8_avx2<AddZp>(g + 8 * k + 8, vs, vlo, vhi, vzp);
+    const __m256i q2 = encode8_avx2<AddZp>(g + 8 * k + 16, vs, vlo, vhi, vzp);
+    const __m256i q3 = encode8_avx2<AddZp>(g + 8 * k + 24, vs, vlo, vhi, vzp);
+    if constexpr (Bits == 8)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + 8 * k), bytes32_avx2<Signed>(q0, q1, q2, q3));
+    else
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4 * k), nibbles32_avx2(q0, q1, q2, q3));
+  }
+}
+
+// The codes of `full` groups of one row. A symmetric scheme has one zero point for all
+// groups, so only the scale changes from group to group (a broadcast load).
+template <int V, int Bits, bool Symmetric, bool Signed>
+SHRINK_TARGET_AVX2 inline void groups_encode_avx2(const float* x, index_t full, const float* scales, const std::int32_t* zps, int qmin,
+                                                  int qmax, std::uint8_t* out, index_t ahead) {
+  constexpr index_t gs = 8 * V, out_bytes = gs * Bits / 8;
+  if constexpr (Symmetric) {
+    const int zp = zps[0];
+    const __m256 vlo = _mm256_set1_ps(static_cast<float>(qmin - zp)), vhi = _mm256_set1_ps(static_cast<float>(qmax - zp));
+    const __m256i vzp = _mm256_set1_epi32(zp);
+    if (zp == 0) {
+      for (index_t g = 0; g < full; ++g)
+        group_encode_avx2<V, Bits, false, Signed>(x + g * gs, _mm256_broadcast_ss(scales + g), vlo, vhi, vzp, out + g * out_bytes, ahead);
     } else {
-      const __m256i w = _mm256_or_si256(_mm256_and_si256(f, nibble),
-                                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(f, 8), nibble), 4));
-      const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi16(w, w), 0xd8);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 4 * k), _mm256_castsi256_si128(packed));
+      for (index_t g = 0; g < full; ++g)
+        group_encode_avx2<V, Bits, true, Signed>(x + g * gs, _mm256_broadcast_ss(scales + g), vlo, vhi, vzp, out + g * out_bytes, ahead);
+    }
+  } else {
+    for (index_t g = 0; g < full; ++g) {
+      const int zp = zps[g];
+      group_encode_avx2<V, Bits, true, Signed>(x + g * gs, _mm256_broadcast_ss(scales + g), _mm256_set1_ps(static_cast<float>(qmin - zp)),
+                                               _mm256_set1_ps(static_cast<float>(qmax - zp)), _mm256_set1_epi32(zp), out + g * out_bytes,
+                                               ahead);
     }
   }
 }
@@ -304,26 +350,47 @@ SHRINK_TARGET_AVX2 inline index_t full_groups_avx2(const float* x, index_t full,
   constexpr index_t gs = 8 * V;
   index_t k = 0;
   for (; k + 8 <= full; k += 8) {  // eight groups' parameters per step
-    __m256 lo[8], hi[8], poison = _mm256_setzero_ps();
+    // Finiteness rides along: a * 0 is +-0 for finite a and NaN for Inf/NaN, and a NaN added
+    // into an accumulator stays (one FMA per vector, four chains to hide its latency).
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 lo[8], hi[8], poison[4] = {zero, zero, zero, zero};
 #pragma GCC unroll 8
     for (int j = 0; j < 8; ++j) {
       const float* g = x + (k + j) * gs;
       lo[j] = hi[j] = _mm256_loadu_ps(g);
+      poison[0] = _mm256_fmadd_ps(lo[j], zero, poison[0]);
 #pragma GCC unroll 16
-      for (int v = 0; v < V; ++v) {
+      for (int v = 1; v < V; ++v) {
         const __m256 a = _mm256_loadu_ps(g + 8 * v);
         lo[j] = _mm256_min_ps(lo[j], a);
         hi[j] = _mm256_max_ps(hi[j], a);
-        poison = _mm256_or_ps(poison, _mm256_sub_ps(a, a));
+        poison[v % 4] = _mm256_fmadd_ps(a, zero, poison[v % 4]);
       }
     }
-    if (_mm256_movemask_ps(_mm256_cmp_ps(poison, poison, _CMP_UNORD_Q)) != 0) return k * gs + range_reference(x + k * gs, 8 * gs).bad;
+    const __m256 bad = _mm256_or_ps(_mm256_or_ps(poison[0], poison[1]), _mm256_or_ps(poison[2], poison[3]));
+    if (_mm256_movemask_ps(_mm256_cmp_ps(bad, bad, _CMP_UNORD_Q)) != 0) return k * gs + range_reference(x + k * gs, 8 * gs).bad;
     params8_avx2(reduce8_avx2<false>(lo), reduce8_avx2<true>(hi), s, scales + k, zps + k);
   }
   for (; k < full; ++k)
     if (!group_params_avx2<V>(x + k * gs, s, scales + k, zps + k)) return k * gs + range_reference(x + k * gs, gs).bad;
-  const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();
-  for (index_t g = 0; g < full; ++g) group_encode_avx2<V>(x + g * gs, params{scales[g], zps[g]}, qmin, qmax, sb, out + g * gs * sb / 8, ahead);
+  const int qmin = s.qmin(), qmax = s.qmax();
+  if (full == 0) return -1;
+  if (s.storage_bits() == 4) {
+    if (s.symmetric)
+      groups_encode_avx2<V, 4, true, true>(x, full, scales, zps, qmin, qmax, out, ahead);
+    else
+      groups_encode_avx2<V, 4, false, true>(x, full, scales, zps, qmin, qmax, out, ahead);
+  } else if (qmin < 0) {
+    if (s.symmetric)
+      groups_encode_avx2<V, 8, true, true>(x, full, scales, zps, qmin, qmax, out, ahead);
+    else
+      groups_encode_avx2<V, 8, false, true>(x, full, scales, zps, qmin, qmax, out, ahead);
+  } else {
+    if (s.symmetric)
+      groups_encode_avx2<V, 8, true, false>(x, full, scales, zps, qmin, qmax, out, ahead);
+    else
+      groups_encode_avx2<V, 8, false, false>(x, full, scales, zps, qmin, qmax, out, ahead);
+  }
   return -1;
 }
 
@@ -432,7 +499,7 @@ inline void quantize_contiguous(const float* data, const std::vector<index_t>& d
   const scheme s = o.quant_scheme;
   s.validate(who);
   const granularity g = resolve(o.quant_granularity, dims, who);
-  if (!(out.dims() == dims && out.quant_scheme() == s && out.quant_granularity() == g)) out = quantized(dims, s, g);
+  if (!(out.dims() == dims && out.quant_scheme() == s && out.quant_granularity() == g)) out = quantized(dims, s, g, uninitialized);  // every byte is written below
   SHRINK_REQUIRE(out.size() > 0, errc::empty_input, who, ": the tensor is empty; expected at least one element");
   const index_t rows = out.rows(), cols = out.cols(), rank = static_cast<index_t>(dims.size());
   const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();

@@ -29,7 +29,18 @@ class quantized {
 
   /// Allocates zeroed storage for `dims` under a scheme and granularity (already resolved:
   /// axis in [0, rank), group size > 0 for per-group). Used by quantize and by file readers.
-  quantized(std::vector<index_t> dims, const scheme& s, const granularity& g) : dims_(std::move(dims)), scheme_(s), gran_(g) {
+  quantized(std::vector<index_t> dims, const scheme& s, const granularity& g) : quantized(std::move(dims), s, g, true) {}
+
+  /// As above, but codes, scales and zero points are left uninitialised (no zero-fill pass
+  /// over a large result): the caller must write every byte of every row, row padding
+  /// included, and every parameter. quantize does; its tests check the bytes are the same
+  /// from one call to the next.
+  quantized(std::vector<index_t> dims, const scheme& s, const granularity& g, uninitialized_t)
+      : quantized(std::move(dims), s, g, false) {}
+
+ private:
+  quantized(std::vector<index_t> dims, const scheme& s, const granularity& g, bool zero)
+      : dims_(std::move(dims)), scheme_(s), gran_(g) {
     s.validate("quantized");
     SHRINK_REQUIRE(!dims_.empty(), errc::invalid_argument, "quantized: rank must be >= 1");
     cols_ = dims_.back();
@@ -40,7 +51,8 @@ class quantized {
     }
     rows_ = cols_ == 0 ? 0 : size_ / cols_;
     row_bytes_ = static_cast<index_t>(packed_bytes(static_cast<std::size_t>(cols_), s.storage_bits()));
-    codes_ = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows_ * row_bytes_));
+    codes_ = zero ? aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows_ * row_bytes_))
+                  : aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows_ * row_bytes_), uninitialized);
     index_t n_params = 1;
     switch (g.kind) {
       case granularity_kind::per_tensor: break;
@@ -55,10 +67,13 @@ class quantized {
         n_params = rows_ * groups_per_row_;
         break;
     }
-    scales_ = aligned_buffer<float>(static_cast<std::size_t>(n_params));
-    zero_points_ = aligned_buffer<std::int32_t>(static_cast<std::size_t>(n_params));
+    scales_ = zero ? aligned_buffer<float>(static_cast<std::size_t>(n_params))
+                   : aligned_buffer<float>(static_cast<std::size_t>(n_params), uninitialized);
+    zero_points_ = zero ? aligned_buffer<std::int32_t>(static_cast<std::size_t>(n_params))
+                        : aligned_buffer<std::int32_t>(static_cast<std::size_t>(n_params), uninitialized);
   }
 
+ public:
   // ---- shape and policies
   [[nodiscard]] const std::vector<index_t>& dims() const noexcept { return dims_; }
   [[nodiscard]] std::size_t rank() const noexcept { return dims_.size(); }
