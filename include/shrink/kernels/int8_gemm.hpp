@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -32,14 +33,23 @@ using tile_fn = void (*)(const std::uint8_t* a, index_t a_stride, index_t rows, 
 /// as tile_fn with rows = 1. Null when the path's tile is already the best GEMV.
 using gemv_fn = void (*)(const std::uint8_t* a, const std::int8_t* panel, index_t quads, std::int32_t* acc);
 
+/// Two adjacent panels at once (32 outputs): the same sums as two tile_fn calls, with
+/// panel 1 at panel0 + panel_stride bytes and acc laid out as [panel][row][16].
+using tile_pair_fn = void (*)(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel0,
+                              index_t panel_stride, index_t quads, std::int32_t* acc);
+
 struct tile_kernel {
   tile_fn fn;
   index_t mr;  ///< rows per call (register blocking)
   bool a_s16;  ///< activations pre-widened to int16 (AVX2 vpmaddwd path)
   gemv_fn gemv = nullptr;  ///< dedicated M = 1 kernel, if any
+  tile_pair_fn pair = nullptr;  ///< two-panel kernel, if any (used for M > 1 where two panels remain)
+  index_t mr_pair = 0;          ///< rows per call of `pair`
 };
 
 inline constexpr index_t k_max_mr = 8;
+/// Largest accumulator block any kernel writes: 12 rows × 2 panels × 16 outputs.
+inline constexpr index_t k_max_acc = 12 * 32;
 
 // ---- reference: the oracle, scalar, wrapping arithmetic as every int32 lane.
 inline void tile_reference(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
@@ -233,6 +243,57 @@ SHRINK_TARGET_AVX512_VNNI inline void tile_avx512_vnni_rows(const std::uint8_t* 
   for (int r = 0; r < R; ++r) _mm512_storeu_si512(acc + r * 16, s[r]);
 }
 
+// ---- avx512_vnni, two panels: 12 rows × 2 zmm = 24 accumulators (vpdpbusd has a 5-cycle
+// latency and two ports, so at least 10 independent chains are needed); each quad costs 2
+// weight loads + 12 broadcast loads for 24 vpdpbusd. Measured on a Sapphire Rapids core
+// (benchmarks/results/int8.md) this doubles the one-panel 8-row kernel at 2048³: with one
+// panel, 8 chains and 9 loads per 8 vpdpbusd left the multiply ports idle.
+template <int R>
+SHRINK_TARGET_AVX512_VNNI inline void tile_pair_avx512_vnni_rows(const std::uint8_t* a, index_t a_stride,
+                                                                  const std::int8_t* panel0, index_t panel_stride,
+                                                                  index_t quads, std::int32_t* acc) {
+  __m512i s0[R], s1[R];
+  #pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm512_setzero_si512();
+  const std::int8_t* panel1 = panel0 + panel_stride;
+  for (index_t q = 0; q < quads; ++q) {
+    const __m512i w0 = _mm512_loadu_si512(panel0 + q * 64);
+    const __m512i w1 = _mm512_loadu_si512(panel1 + q * 64);
+    #pragma GCC unroll 12
+    for (int r = 0; r < R; ++r) {
+      int quad;
+      std::memcpy(&quad, a + r * a_stride + q * 4, 4);
+      const __m512i ab = _mm512_set1_epi32(quad);
+      s0[r] = _mm512_dpbusd_epi32(s0[r], ab, w0);
+      s1[r] = _mm512_dpbusd_epi32(s1[r], ab, w1);
+    }
+  }
+  #pragma GCC unroll 12
+  for (int r = 0; r < R; ++r) {
+    _mm512_storeu_si512(acc + r * 16, s0[r]);
+    _mm512_storeu_si512(acc + (R + r) * 16, s1[r]);
+  }
+}
+
+inline void tile_pair_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel0,
+                                  index_t panel_stride, index_t quads, std::int32_t* acc) {
+  // acc is [panel][rows][16]: the templates write panel 1 after `R` rows, R == rows here.
+  switch (rows) {
+    case 1: tile_pair_avx512_vnni_rows<1>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 2: tile_pair_avx512_vnni_rows<2>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 3: tile_pair_avx512_vnni_rows<3>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 4: tile_pair_avx512_vnni_rows<4>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 5: tile_pair_avx512_vnni_rows<5>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 6: tile_pair_avx512_vnni_rows<6>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 7: tile_pair_avx512_vnni_rows<7>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 8: tile_pair_avx512_vnni_rows<8>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 9: tile_pair_avx512_vnni_rows<9>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 10: tile_pair_avx512_vnni_rows<10>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    case 11: tile_pair_avx512_vnni_rows<11>(a, a_stride, panel0, panel_stride, quads, acc); break;
+    default: tile_pair_avx512_vnni_rows<12>(a, a_stride, panel0, panel_stride, quads, acc); break;
+  }
+}
+
 inline void tile_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
                              index_t quads, std::int32_t* acc) {
   switch (rows) {
@@ -253,7 +314,7 @@ inline constexpr tile_kernel k_generic_tile{tile_generic, 4, false};
 #if SHRINK_HAS_X86_PATHS
 inline constexpr tile_kernel k_avx2_tile{tile_avx2, 2, true, gemv_avx2};
 inline constexpr tile_kernel k_avx_vnni_tile{tile_avx_vnni, 6, false};
-inline constexpr tile_kernel k_avx512_vnni_tile{tile_avx512_vnni, 8, false};
+inline constexpr tile_kernel k_avx512_vnni_tile{tile_avx512_vnni, 8, false, nullptr, tile_pair_avx512_vnni, 12};
 #endif
 
 inline const std::array<implementation<const tile_kernel*>, SHRINK_HAS_X86_PATHS ? 5 : 2> k_tiles{{
@@ -319,44 +380,82 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
   const index_t a_stride = kern.a_s16 ? 2 * k4 : k4;
   // s8 activations become u8 by +128 (the zero point moves with them): exact, since
   // (a + 128) − (za + 128) = a − za.
-  for (index_t i = 0; i < m; ++i) {
-    std::int32_t sum = 0;
-    std::uint8_t* dst8 = ap + i * a_stride;
-    for (index_t j = 0; j < k4; ++j) {
-      const std::int32_t v = j < k ? static_cast<std::int32_t>(a(i, j)) + (is_signed ? 128 : 0) : 0;
-      sum += v;
+  // Simple loops the compiler vectorises when the row is contiguous (the usual case): at
+  // 512³ the element-by-element version cost as much as the VNNI multiply itself.
+  constexpr std::int32_t offset = is_signed ? 128 : 0;
+  const auto pack_rows = [&](auto col_stride) {
+    for (index_t i = 0; i < m; ++i) {
+      const T* src = a.data() + i * a.stride(0);
+      std::uint8_t* dst8 = ap + i * a_stride;
+      std::int32_t sum = 0;
       if (kern.a_s16) {
-        const auto v16 = static_cast<std::int16_t>(v);
-        std::memcpy(dst8 + 2 * j, &v16, 2);
+        auto* dst16 = reinterpret_cast<std::int16_t*>(dst8);  // rows are 2·k4 bytes from a 64-byte aligned start
+        for (index_t j = 0; j < k; ++j) {
+          const std::int32_t v = static_cast<std::int32_t>(src[j * col_stride]) + offset;
+          dst16[j] = static_cast<std::int16_t>(v);
+          sum += v;
+        }
+        std::fill(dst16 + k, dst16 + k4, std::int16_t{0});
       } else {
-        dst8[j] = static_cast<std::uint8_t>(v);
+        for (index_t j = 0; j < k; ++j) {
+          const std::int32_t v = static_cast<std::int32_t>(src[j * col_stride]) + offset;
+          dst8[j] = static_cast<std::uint8_t>(v);
+          sum += v;
+        }
+        std::fill(dst8 + k, dst8 + k4, std::uint8_t{0});
       }
+      row_sums[i] = sum;
     }
-    row_sums[i] = sum;
-  }
+  };
+  if (a.stride(1) == 1)
+    pack_rows(std::integral_constant<index_t, 1>{});
+  else
+    pack_rows(a.stride(1));
   s.row_sums = row_sums;
   s.column_sums = w.column_sums.data();
   s.a_zero = a_zero + (is_signed ? 128 : 0);
   s.w_zero = w.zero_point;
   s.depth = k;
-  const index_t mr = kern.mr;
-  const index_t mc = std::max(mr, k_a_block_bytes / a_stride / mr * mr);
+  // Rows per call: the pair kernel's when it exists (it serves every panel pair; a last odd
+  // panel runs through the one-panel kernel, `mr` rows at a time inside the same block).
+  const index_t mr = kern.pair != nullptr ? kern.mr_pair : kern.mr;
+  // Blocks of about k_a_block_bytes of activations, all of the same size (64 rows of K = 4096
+  // used to run as 60 + 4, streaming every panel twice for 4 rows).
+  const index_t block_rows = std::max(mr, k_a_block_bytes / a_stride);
+  const index_t blocks = (m + block_rows - 1) / block_rows;
+  const index_t mc = round_up((m + blocks - 1) / blocks, mr);
   // At least ~256 K multiply-adds per chunk, so small problems do not pay for a thread.
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(1, m * k4 * k_int8_panel));
   parallel_for(ctx, 0, w.panels, grain, [&](index_t p0, index_t p1) {
-    alignas(64) std::int32_t acc[k_max_mr * 16];
+    alignas(64) std::int32_t acc[std::max(k_max_mr * 16, k_max_acc)];
+    const index_t panel_stride = k4 * k_int8_panel;
     for (index_t mb = 0; mb < m; mb += mc) {
       const index_t me = std::min(m, mb + mc);
-      for (index_t p = p0; p < p1; ++p) {
+      for (index_t p = p0; p < p1;) {
         const index_t cols = std::min<index_t>(16, w.rows - p * 16);
-        for (index_t m0 = mb; m0 < me; m0 += mr) {
-          const index_t rows = std::min(mr, me - m0);
+        if (kern.pair != nullptr && p + 1 < p1 && me - mb > 1) {
+          const index_t cols1 = std::min<index_t>(16, w.rows - (p + 1) * 16);
+          // Tiles of equal height (64 rows: 4 × 11 + 2 × 10, not 5 × 12 + 4): a short last
+          // tile has too few independent accumulators to hide vpdpbusd's latency.
+          const index_t tiles = (me - mb + mr - 1) / mr;
+          for (index_t t = 0; t < tiles; ++t) {
+            const index_t m0 = mb + (me - mb) * t / tiles, rows = mb + (me - mb) * (t + 1) / tiles - m0;
+            kern.pair(ap + m0 * a_stride, a_stride, rows, w.panel(p), panel_stride, k4 / 4, acc);
+            write_tile(s, acc, m0, rows, p * 16, cols);
+            write_tile(s, acc + rows * 16, m0, rows, (p + 1) * 16, cols1);
+          }
+          p += 2;
+          continue;
+        }
+        for (index_t m0 = mb; m0 < me; m0 += kern.mr) {
+          const index_t rows = std::min(kern.mr, me - m0);
           if (rows == 1 && kern.gemv != nullptr)
             kern.gemv(ap + m0 * a_stride, w.panel(p), k4 / 4, acc);
           else
             kern.fn(ap + m0 * a_stride, a_stride, rows, w.panel(p), k4 / 4, acc);
           write_tile(s, acc, m0, rows, p * 16, cols);
         }
+        ++p;
       }
     }
   });

@@ -23,7 +23,7 @@ struct shape3 {
 // Shapes with odd K, K not a multiple of any vector width, M and N tails, several A blocks.
 const std::vector<shape3> k_shapes = {{1, 1, 1},   {1, 17, 3},   {1, 33, 65},  {2, 16, 4},   {3, 31, 127},
                                       {5, 47, 33}, {16, 20, 100}, {17, 35, 259}, {9, 16, 64}, {40, 50, 513},
-                                      {70, 19, 4101}, {1, 40, 1030}, {1, 16, 2048}};
+                                      {70, 19, 4101}, {1, 40, 1030}, {1, 16, 2048}, {13, 48, 36}, {25, 64, 8}};
 
 template <class T>
 std::vector<T> data_with_extremes(std::size_t n, std::uint64_t seed) {
