@@ -147,10 +147,25 @@ void register_all() {
   // ---- unstructured CSR at each sparsity
   for (int s : {50, 70, 80, 90, 95}) {
     const std::string tag = "_s" + std::to_string(s);
+    // the batch-1 plan (layout chosen by density), then each layout forced, then the
+    // general plan's gather kernel (what SpMM plans run at batch 1)
     benchmark::RegisterBenchmark(name("spmv_csr_f32", "shrink", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
-      const auto plan = k::make_plan(sp::csr_f32::from_dense(wview(), mview(s)));
+      const auto plan = k::make_spmv_plan(sp::csr_f32::from_dense(wview(), mview(s)));
       run_spmv(st, plan, static_cast<double>(plan.nnz()));
+      st.counters["plan_MB"] = static_cast<double>(plan.bytes()) / 1e6;
     });
+    for (auto [layout, lname] : {std::pair{k::spmv_layout::index16, "shrink_index16"},
+                                 std::pair{k::spmv_layout::bitmap, "shrink_bitmap"}})
+      benchmark::RegisterBenchmark(name("spmv_csr_f32", lname, "4096x4096" + tag).c_str(),
+                                   [s, layout](benchmark::State& st) {
+                                     const auto plan = k::make_spmv_plan(sp::csr_f32::from_dense(wview(), mview(s)), layout);
+                                     run_spmv(st, plan, static_cast<double>(plan.nnz()));
+                                   });
+    benchmark::RegisterBenchmark(name("spmv_csr_f32", "shrink_gather", "4096x4096" + tag).c_str(),
+                                 [s](benchmark::State& st) {
+                                   const auto plan = k::make_plan(sp::csr_f32::from_dense(wview(), mview(s)));
+                                   run_spmv(st, plan, static_cast<double>(plan.nnz()));
+                                 });
     benchmark::RegisterBenchmark(name("spmv_csr_f32", "eigen_sparse", "4096x4096" + tag).c_str(),
                                  [s](benchmark::State& st) {
                                    const auto a = sp::csr_f32::from_dense(wview(), mview(s));

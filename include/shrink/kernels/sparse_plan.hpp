@@ -2,7 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/aligned_buffer.hpp"
@@ -183,6 +185,106 @@ inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
       p.row_ptr[static_cast<std::size_t>(br * r + y) + 1] = static_cast<std::uint32_t>(k);
     }
   }
+  return p;
+}
+
+/// How a batch-1 plan (make_spmv_plan) stores a CSR fp32 matrix. docs/sparse.md, "SpMV plans".
+enum class spmv_layout : std::uint8_t {
+  automatic,  ///< make_spmv_plan picks: bitmap at density >= 0.25, else index16 (index32 past 65,536 columns)
+  index16,    ///< per row, chunks of 16 entries: 16 x u16 columns then 16 x fp32 values (6 B per entry)
+  index32,    ///< separate u32 column and fp32 value arrays (8 B per entry), for any width
+  bitmap,     ///< per row, one bit per column (u64 words) and the kept values packed (4 B + cols/8 B per row)
+};
+
+/// A CSR fp32 matrix re-laid out for y = W·x alone (batch 1), where the cost is one
+/// random x access per entry: the u16 layout moves 6 bytes per entry in one sequential
+/// stream and needs no gather instruction; the bitmap layout replaces the x accesses by
+/// contiguous x loads (dense columns, masked) and moves 4 bytes per entry + 1 bit per column.
+/// Built only by make_spmv_plan() from a validated CSR (sorted, unique, in-range columns).
+struct spmv_plan_f32 {
+  index_t rows = 0, cols = 0, entries = 0;
+  spmv_layout layout = spmv_layout::index32;
+  /// index16: offset of row i in `stream` (u16 units); index32/bitmap: first entry of row i.
+  aligned_buffer<std::uint32_t> row_ptr{1};
+  aligned_buffer<std::uint16_t> stream;  ///< index16: [16 cols][16 values as 32 u16] per chunk; tail: [t cols][t values]
+  aligned_buffer<std::uint32_t> col;     ///< index32
+  aligned_buffer<float> values;          ///< index32, bitmap (+8 zeros: the bitmap kernel loads 8 from any entry)
+  aligned_buffer<std::uint64_t> bits;    ///< bitmap: rows x words, bit j%64 of word j/64 = column j kept
+  index_t words = 0;                     ///< bitmap: ceil(cols / 64)
+
+  [[nodiscard]] index_t nnz() const noexcept { return entries; }
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return row_ptr.size_bytes() + stream.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes();
+  }
+};
+
+/// Lowers CSR fp32 to a batch-1 plan. `layout` = automatic picks bitmap when at least 25 %
+/// of the weights are kept (the bitmap kernel's cost is per column, the index kernels' per
+/// entry; they cross near 25 % on Zen 4 at 4096 columns, benchmarks/results/sparse.md), else index16,
+/// or index32 when the matrix is wider than 16-bit columns address.
+inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout = spmv_layout::automatic) {
+  const char* who = "make_spmv_plan";
+  const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
+  const bool narrow = cols <= index_t{65536};
+  if (layout == spmv_layout::automatic) {
+    const double total = static_cast<double>(rows) * static_cast<double>(cols);
+    layout = (total > 0 && static_cast<double>(nnz) >= 0.25 * total) ? spmv_layout::bitmap
+             : narrow                                               ? spmv_layout::index16
+                                                                    : spmv_layout::index32;
+  }
+  SHRINK_REQUIRE(layout != spmv_layout::index16 || narrow, errc::invalid_argument, who, ": index16 addresses 65536 ",
+                 "columns, the matrix has ", cols);
+  const auto rp = a.row_ptr();
+  SHRINK_REQUIRE(rp.size() == static_cast<std::size_t>(rows) + 1 && rp[static_cast<std::size_t>(rows)] ==
+                     static_cast<std::uint32_t>(nnz),
+                 errc::format, who, ": row pointers do not end at the ", nnz, " stored entries");
+  spmv_plan_f32 p;
+  p.rows = rows;
+  p.cols = cols;
+  p.entries = nnz;
+  p.layout = layout;
+  p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(rows) + 1);
+  const auto column = [&](index_t k) { return a.col_idx()[k]; };
+  const auto vals = a.values();
+  if (layout == spmv_layout::index16) {
+    // 3 u16 units per entry; the offsets are u32.
+    SHRINK_REQUIRE(nnz <= index_t{0xFFFFFFFF} / 3, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
+    p.stream = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(3 * nnz));
+    std::size_t at = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(at);
+      index_t k = rp[static_cast<std::size_t>(i)];
+      const index_t k1 = rp[static_cast<std::size_t>(i) + 1];
+      while (k < k1) {
+        const index_t t = std::min<index_t>(16, k1 - k);
+        for (index_t e = 0; e < t; ++e) p.stream[at + static_cast<std::size_t>(e)] = static_cast<std::uint16_t>(column(k + e));
+        std::memcpy(p.stream.data() + at + static_cast<std::size_t>(t), vals.data() + k,
+                    static_cast<std::size_t>(t) * sizeof(float));
+        at += static_cast<std::size_t>(3 * t);
+        k += t;
+      }
+    }
+    p.row_ptr[static_cast<std::size_t>(rows)] = static_cast<std::uint32_t>(at);
+    return p;
+  }
+  std::copy(rp.begin(), rp.end(), p.row_ptr.begin());
+  p.values = aligned_buffer<float>(static_cast<std::size_t>(nnz) + 8);  // zero-filled padding
+  std::copy(vals.begin(), vals.end(), p.values.begin());
+  if (layout == spmv_layout::index32) {
+    sparse_detail::check_columns(cols);
+    p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(nnz));
+    for (index_t k = 0; k < nnz; ++k) p.col[static_cast<std::size_t>(k)] = static_cast<std::uint32_t>(column(k));
+    return p;
+  }
+  // bitmap: columns are strictly increasing within a row (csr invariant), so the packed
+  // values are already in bit order.
+  p.words = (cols + 63) / 64;
+  p.bits = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * p.words));
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t k = rp[static_cast<std::size_t>(i)]; k < static_cast<index_t>(rp[static_cast<std::size_t>(i) + 1]); ++k) {
+      const index_t j = column(k);
+      p.bits[static_cast<std::size_t>(i * p.words + j / 64)] |= std::uint64_t{1} << (j % 64);
+    }
   return p;
 }
 

@@ -1,8 +1,11 @@
 // spmm_csr.hpp: y = W·x (SpMV) and Y = W·X (SpMM) for fp32 and codebook-valued sparse plans (CSR, N:M, BSR) on every ISA path.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <type_traits>
 
@@ -345,6 +348,227 @@ void run(const sparse_plan<V>& p, const float* x, index_t ldx, float* y, index_t
 
 }  // namespace spmm_impl
 
+// ---- batch-1 plans (make_spmv_plan). Summation order, every path and layout: index
+// layouts keep 8 lane sums over entries k ≡ lane (mod 8) in two registers (even and odd
+// 8-entry steps), add them, then add the last n mod 8 entries in order; bitmap keeps 8
+// lane sums over columns j ≡ lane (mod 8) in two registers (even and odd 8-column groups),
+// then adds the last partial 64-column word in column order. The reference sums in double.
+namespace spmv_impl {
+
+using rows_fn = void (*)(const spmv_plan_f32&, const float*, float*, index_t, index_t);
+
+/// Calls fn(column, value) for row i's entries in column order, whatever the layout.
+template <class Fn>
+SHRINK_ALWAYS_INLINE void for_each_entry(const spmv_plan_f32& p, index_t i, Fn&& fn) {
+  const auto r = static_cast<std::size_t>(i);
+  if (p.layout == spmv_layout::index16) {
+    const std::uint16_t* s = p.stream.data() + p.row_ptr[r];
+    const std::uint16_t* end = p.stream.data() + p.row_ptr[r + 1];
+    while (s < end) {
+      const auto t = std::min<std::ptrdiff_t>(16, (end - s) / 3);
+      for (std::ptrdiff_t e = 0; e < t; ++e) {
+        float v;
+        std::memcpy(&v, s + t + 2 * e, sizeof v);
+        fn(index_t{s[e]}, v);
+      }
+      s += 3 * t;
+    }
+  } else if (p.layout == spmv_layout::index32) {
+    for (std::uint32_t k = p.row_ptr[r]; k < p.row_ptr[r + 1]; ++k) fn(index_t{p.col[k]}, p.values[k]);
+  } else {
+    const float* v = p.values.data() + p.row_ptr[r];
+    for (index_t w = 0; w < p.words; ++w)
+      for (std::uint64_t q = p.bits[static_cast<std::size_t>(i * p.words + w)]; q != 0; q &= q - 1)
+        fn(64 * w + std::countr_zero(q), *v++);
+  }
+}
+
+inline void rows_reference(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i) {
+    double s = 0.0;
+    for_each_entry(p, i, [&](index_t j, float v) { s += static_cast<double>(v) * static_cast<double>(x[j]); });
+    y[i] = static_cast<float>(s);
+  }
+}
+
+// generic: four scalar lane sums over entries k ≡ lane (mod 4), any layout.
+inline void rows_generic(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i) {
+    float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    unsigned k = 0;
+    for_each_entry(p, i, [&](index_t j, float v) { s[k++ & 3] += v * x[j]; });
+    y[i] = (s[0] + s[1]) + (s[2] + s[3]);
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+// x at 8 columns, built with scalar loads inserted into lanes: on Zen 4 vgatherdps costs
+// ~10 cycles per 8 lanes; 8 vinsertps with memory operands issue on the 3 load ports and
+// cost ~6 (benchmarks/results/sparse.md). u16 columns come 4 per 64-bit load.
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint16_t* c) {
+  std::uint64_t a, b;
+  std::memcpy(&a, c, 8);
+  std::memcpy(&b, c + 4, 8);
+  __m128 lo = _mm_load_ss(x + (a & 0xFFFF));
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 16) & 0xFFFF)), 0x10);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 32) & 0xFFFF)), 0x20);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + (a >> 48)), 0x30);
+  __m128 hi = _mm_load_ss(x + (b & 0xFFFF));
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + ((b >> 16) & 0xFFFF)), 0x10);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + ((b >> 32) & 0xFFFF)), 0x20);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + (b >> 48)), 0x30);
+  return _mm256_set_m128(hi, lo);
+}
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint32_t* c) {
+  __m128 lo = _mm_load_ss(x + c[0]);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + c[1]), 0x10);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + c[2]), 0x20);
+  lo = _mm_insert_ps(lo, _mm_load_ss(x + c[3]), 0x30);
+  __m128 hi = _mm_load_ss(x + c[4]);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + c[5]), 0x10);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + c[6]), 0x20);
+  hi = _mm_insert_ps(hi, _mm_load_ss(x + c[7]), 0x30);
+  return _mm256_set_m128(hi, lo);
+}
+
+SHRINK_TARGET_AVX2 inline void index16_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i) {
+    const std::uint16_t* s = p.stream.data() + p.row_ptr[static_cast<std::size_t>(i)];
+    const std::uint16_t* end = p.stream.data() + p.row_ptr[static_cast<std::size_t>(i) + 1];
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; end - s >= 48; s += 48) {  // a full chunk: 16 columns, 16 values
+      const auto* v = reinterpret_cast<const float*>(s + 16);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(x, s), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x, s + 8), a1);
+    }
+    const std::ptrdiff_t t = (end - s) / 3;  // the tail chunk: t columns, t values
+    std::ptrdiff_t e = 0;
+    if (t >= 8) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)), x8_avx2(x, s), a0);
+      e = 8;
+    }
+    float sum = x86::hsum(_mm256_add_ps(a0, a1));
+    for (; e < t; ++e) {
+      float w;
+      std::memcpy(&w, s + t + 2 * e, sizeof w);
+      sum += w * x[s[e]];
+    }
+    y[i] = sum;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void index32_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  const std::uint32_t* col = p.col.data();
+  const float* val = p.values.data();
+  for (index_t i = r0; i < r1; ++i) {
+    index_t k = p.row_ptr[static_cast<std::size_t>(i)];
+    const index_t k1 = p.row_ptr[static_cast<std::size_t>(i) + 1];
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (; k + 16 <= k1; k += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + k), x8_avx2(x, col + k), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(val + k + 8), x8_avx2(x, col + k + 8), a1);
+    }
+    if (k + 8 <= k1) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(val + k), x8_avx2(x, col + k), a0);
+      k += 8;
+    }
+    float sum = x86::hsum(_mm256_add_ps(a0, a1));
+    for (; k < k1; ++k) sum += val[k] * x[col[k]];
+    y[i] = sum;
+  }
+}
+
+/// Lane l of entry m: the position of l among m's set bits (a vpermps index), or -1
+/// (sign bit set: vblendvps zeroes x in that lane) when bit l is clear.
+struct expand_table {
+  alignas(32) std::int32_t lane[256][8];
+};
+consteval expand_table make_expand_table() {
+  expand_table t{};
+  for (int m = 0; m < 256; ++m) {
+    int at = 0;
+    for (int l = 0; l < 8; ++l) t.lane[m][l] = (m >> l & 1) ? at++ : -1;
+  }
+  return t;
+}
+inline constexpr expand_table k_expand = make_expand_table();
+
+// Bitmap rows: per 8 columns, the kept values (packed, starting at the popcount of the
+// lower bits) are spread to their lanes with vpermps, and x is loaded contiguously with
+// the cleared lanes zeroed (x, not w: a 0·inf in a pruned column must not make NaN; the
+// spread value there is another finite weight or the plan's zero padding).
+SHRINK_TARGET_AVX2 inline void bitmap_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  const index_t full = p.cols / 64;
+  const __m256 zero = _mm256_setzero_ps();
+  for (index_t i = r0; i < r1; ++i) {
+    const std::uint64_t* bw = p.bits.data() + i * p.words;
+    const float* v = p.values.data() + p.row_ptr[static_cast<std::size_t>(i)];
+    __m256 a0 = zero, a1 = zero;
+    for (index_t w = 0; w < full; ++w) {
+      const std::uint64_t q = bw[w];
+      const float* xp = x + 64 * w;
+#pragma GCC unroll 4
+      for (int g = 0; g < 8; g += 2) {
+        const auto m0 = static_cast<unsigned>(q >> (8 * g)) & 0xFFu, m1 = static_cast<unsigned>(q >> (8 * g + 8)) & 0xFFu;
+        const float* p0 = v + _mm_popcnt_u64(_bzhi_u64(q, static_cast<unsigned>(8 * g)));
+        const float* p1 = v + _mm_popcnt_u64(_bzhi_u64(q, static_cast<unsigned>(8 * g + 8)));
+        const __m256i l0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(k_expand.lane[m0]));
+        const __m256i l1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(k_expand.lane[m1]));
+        const __m256 x0 = _mm256_blendv_ps(_mm256_loadu_ps(xp + 8 * g), zero, _mm256_castsi256_ps(l0));
+        const __m256 x1 = _mm256_blendv_ps(_mm256_loadu_ps(xp + 8 * g + 8), zero, _mm256_castsi256_ps(l1));
+        a0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(p0), l0), x0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(p1), l1), x1, a1);
+      }
+      // The stream is sequential, but rows are 4 KiB pages apart and the hardware
+      // prefetcher stops at page ends: fetch 2 KiB ahead (measured best, 512-2048 B tried).
+      _mm_prefetch(reinterpret_cast<const char*>(v + 512), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(v + 528), _MM_HINT_T0);
+      v += _mm_popcnt_u64(q);
+    }
+    float sum = x86::hsum(_mm256_add_ps(a0, a1));
+    if (full < p.words)
+      for (std::uint64_t q = bw[full]; q != 0; q &= q - 1) sum += *v++ * x[64 * full + std::countr_zero(q)];
+    y[i] = sum;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  if (p.layout == spmv_layout::index16) return index16_avx2(p, x, y, r0, r1);
+  if (p.layout == spmv_layout::index32) return index32_avx2(p, x, y, r0, r1);
+  bitmap_avx2(p, x, y, r0, r1);
+}
+#endif
+
+// AVX-512 runs the AVX2 rows: the work is x loads and lane inserts, not arithmetic width
+// (and SIMDe, the emulated test build, lacks the 512-bit gathers/expands one would use).
+inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_rows{{
+    {isa::reference, 0, rows_reference},
+    {isa::generic, 0, rows_generic},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, rows_avx2},
+    {isa::avx512, 0, rows_avx2},
+#endif
+}};
+
+/// Row ranges balanced by stored entries (index16: by stream units, 3 per entry).
+template <class Fn>
+void for_row_ranges(const context& ctx, const spmv_plan_f32& p, Fn&& fn) {
+  const index_t parts = std::min<index_t>(ctx.resolved_threads(), std::max<index_t>(p.rows, 1));
+  if (parts <= 1) {
+    fn(index_t{0}, p.rows);
+    return;
+  }
+  parallel_for(ctx, 0, parts, 1, [&](index_t b, index_t e) {
+    for (index_t part = b; part < e; ++part) {
+      const index_t r0 = sparse_detail::balanced_row(p.row_ptr.span(), p.rows, part, parts);
+      const index_t r1 = sparse_detail::balanced_row(p.row_ptr.span(), p.rows, part + 1, parts);
+      if (r0 < r1) fn(r0, r1);
+    }
+  });
+}
+
+}  // namespace spmv_impl
+
 template <class V>
 concept float_valued_plan = std::is_same_v<V, float> || std::is_same_v<V, std::uint8_t>;
 
@@ -369,6 +593,15 @@ void spmm(const sparse_plan<V>& w, const_view<float, 2> x, tensor_view<float, 2>
                  errc::invalid_argument, "spmm: X and Y rows must be contiguous (stride 1 along the batch axis)");
   if (x.extent(1) == 0 || w.rows == 0) return;
   spmm_impl::run(w, x.data(), x.stride(0), y.data(), y.stride(0), x.extent(1), ctx);
+}
+
+/// y = W·x for a batch-1 plan (make_spmv_plan of csr_f32). Never allocates with one thread.
+inline void spmv(const spmv_plan_f32& w, std::span<const float> x, std::span<float> y, const context& ctx = {}) {
+  SHRINK_REQUIRE(x.size() == static_cast<std::size_t>(w.cols) && y.size() == static_cast<std::size_t>(w.rows),
+                 errc::shape_mismatch, "spmv: W is ", w.rows, "x", w.cols, ", so x needs ", w.cols, " and y ", w.rows,
+                 " elements; got ", x.size(), " and ", y.size());
+  const auto fn = select(spmv_impl::k_rows);
+  spmv_impl::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) { fn(w, x.data(), y.data(), r0, r1); });
 }
 
 }  // namespace shrink::kernels

@@ -1,0 +1,165 @@
+// test_spmv_plan.cpp: batch-1 SpMV plans (index16, index32, bitmap layouts) on every ISA path against a dense double oracle, inf in pruned columns, threads, bad input.
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <shrink/kernels/spmm_csr.hpp>
+#include <shrink/sparse.hpp>
+#include <support/isa.hpp>
+#include <support/random.hpp>
+#include <vector>
+
+using namespace shrink;
+namespace k = shrink::kernels;
+namespace sp = shrink::sparse;
+
+namespace {
+
+// Row lengths that cross every kernel boundary: 0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 31, 32,
+// 33 entries, then random rows of density `keep`. Columns are a random subset.
+std::vector<std::uint8_t> test_mask(index_t rows, index_t cols, double keep, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution on(keep);
+  std::vector<std::uint8_t> m(static_cast<std::size_t>(rows * cols), 0);
+  const index_t lengths[] = {0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 31, 32, 33};
+  for (index_t i = 0; i < rows; ++i) {
+    std::uint8_t* r = m.data() + i * cols;
+    if (i < 13 && lengths[i] <= cols) {
+      std::vector<index_t> c(static_cast<std::size_t>(cols));
+      for (index_t j = 0; j < cols; ++j) c[static_cast<std::size_t>(j)] = j;
+      std::shuffle(c.begin(), c.end(), rng);
+      for (index_t t = 0; t < lengths[i]; ++t) r[c[static_cast<std::size_t>(t)]] = 1;
+    } else if (i == 13) {
+      for (index_t j = 0; j < cols; ++j) r[j] = 1;  // a full row
+    } else {
+      for (index_t j = 0; j < cols; ++j) r[j] = on(rng) ? 1 : 0;
+    }
+  }
+  return m;
+}
+
+// y = W·x in double from the dense masked matrix, with the bound (n + 1)·u·Σ|w·x| (n the
+// entries in the row; any summation order, Higham, "Accuracy and Stability of Numerical
+// Algorithms", 3.1), skipping pruned weights entirely (x may hold inf there).
+void check_against_dense(const std::vector<float>& y, const std::vector<float>& w, const std::vector<std::uint8_t>& m,
+                         const std::vector<float>& x, index_t rows, index_t cols) {
+  for (index_t i = 0; i < rows; ++i) {
+    double e = 0, mag = 0, n = 0;
+    for (index_t j = 0; j < cols; ++j) {
+      const auto t = static_cast<std::size_t>(i * cols + j);
+      if (!m[t]) continue;
+      const double p = double{w[t]} * double{x[static_cast<std::size_t>(j)]};
+      e += p;
+      mag += std::abs(p);
+      n += 1;
+    }
+    INFO("row " << i << " got " << y[static_cast<std::size_t>(i)] << " expected " << e);
+    REQUIRE(std::isfinite(y[static_cast<std::size_t>(i)]));
+    REQUIRE(std::abs(double{y[static_cast<std::size_t>(i)]} - e) <= (n + 1) * std::ldexp(1.0, -24) * mag + 1e-30);
+  }
+}
+
+const k::spmv_layout k_layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index16, k::spmv_layout::index32,
+                                    k::spmv_layout::bitmap};
+
+}  // namespace
+
+TEST_CASE("spmv plan: every layout on every path within (n+1)·u·Σ|w·x| of the dense product") {
+  // widths: below one bitmap word, not a multiple of 64, exactly 128, and wide rows.
+  for (index_t cols : {5, 63, 83, 128, 200, 700}) {
+    for (double keep : {0.05, 0.4, 0.9}) {
+      const index_t rows = 40;
+      const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 30 + static_cast<std::uint64_t>(cols));
+      const auto m = test_mask(rows, cols, keep, 31 + static_cast<std::uint64_t>(cols));
+      const auto a = sp::csr_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                             const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+      auto x = testing::normal_floats(static_cast<std::size_t>(cols), 32);
+      // inf and NaN in pruned columns of every row must not reach y: find a column no row keeps
+      for (index_t j = 0; j < cols; ++j) {
+        bool used = false;
+        for (index_t i = 0; i < rows && !used; ++i) used = m[static_cast<std::size_t>(i * cols + j)] != 0;
+        if (!used) x[static_cast<std::size_t>(j)] = (j % 2) ? std::numeric_limits<float>::infinity()
+                                                           : std::numeric_limits<float>::quiet_NaN();
+      }
+      for (auto layout : k_layouts) {
+        const auto plan = k::make_spmv_plan(a, layout);
+        CHECK(plan.nnz() == a.nnz());
+        testing::for_each_isa([&](k::isa) {
+          INFO("cols " << cols << " keep " << keep << " layout " << static_cast<int>(layout));
+          std::vector<float> y(static_cast<std::size_t>(rows), -1.0f);
+          k::spmv(plan, std::span<const float>(x), std::span<float>(y), context{1});
+          check_against_dense(y, w, m, x, rows, cols);
+        });
+      }
+    }
+  }
+}
+
+TEST_CASE("spmv plan: automatic picks bitmap from 25 % density, index16 below, and reports its bytes") {
+  const index_t rows = 64, cols = 256;
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 40);
+  for (double keep : {0.1, 0.5}) {
+    const auto m = test_mask(rows, cols, keep, 41);
+    const auto a = sp::csr_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                           const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+    const auto plan = k::make_spmv_plan(a);
+    const bool dense_enough = static_cast<double>(a.nnz()) >= 0.25 * rows * cols;
+    CHECK(plan.layout == (dense_enough ? k::spmv_layout::bitmap : k::spmv_layout::index16));
+    const auto nnz = static_cast<std::size_t>(a.nnz());
+    // closed forms: index16 = 6 B per entry + u32 row offsets; bitmap = 4 B per entry + 8 B of
+    // padding + one bit per column + u32 row offsets
+    const std::size_t expected = dense_enough ? 4 * (nnz + 8) + 8 * rows * (cols / 64) + 4 * (rows + 1)
+                                              : 6 * nnz + 4 * (rows + 1);
+    CHECK(plan.bytes() == expected);
+  }
+}
+
+TEST_CASE("spmv plan: results are bit-identical for any thread count") {
+  const index_t rows = 257, cols = 190;
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 50);
+  auto m = test_mask(rows, cols, 0.2, 51);
+  for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(100 * cols + j)] = 1;
+  const auto a = sp::csr_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                         const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+  const auto x = testing::normal_floats(static_cast<std::size_t>(cols), 52);
+  for (auto layout : k_layouts) {
+    const auto plan = k::make_spmv_plan(a, layout);
+    testing::for_each_isa([&](k::isa) {
+      std::vector<float> y1(static_cast<std::size_t>(rows));
+      k::spmv(plan, std::span<const float>(x), std::span<float>(y1), context{1});
+      for (int t : {2, 3, 7}) {
+        std::vector<float> yt(y1.size());
+        k::spmv(plan, std::span<const float>(x), std::span<float>(yt), context{t});
+        CHECK(yt == y1);
+      }
+    });
+  }
+}
+
+TEST_CASE("spmv plan: malformed CSR never reaches a plan, bad shapes and layouts are errors") {
+  const std::vector<float> v{1, 2, 3};
+  // row pointers not monotonic, column out of range, unsorted columns, nnz mismatch
+  CHECK_THROWS_AS(sp::csr_f32::from_raw(2, 4, std::vector<std::uint32_t>{0, 2, 1}, std::vector<std::uint32_t>{0, 1, 2}, v),
+                  shrink::error);
+  CHECK_THROWS_AS(sp::csr_f32::from_raw(2, 4, std::vector<std::uint32_t>{0, 1, 3}, std::vector<std::uint32_t>{0, 1, 4}, v),
+                  shrink::error);
+  CHECK_THROWS_AS(sp::csr_f32::from_raw(2, 4, std::vector<std::uint32_t>{0, 1, 3}, std::vector<std::uint32_t>{0, 3, 1}, v),
+                  shrink::error);
+  CHECK_THROWS_AS(sp::csr_f32::from_raw(2, 4, std::vector<std::uint32_t>{0, 1, 4}, std::vector<std::uint32_t>{0, 1, 2}, v),
+                  shrink::error);
+  const auto a = sp::csr_f32::from_raw(2, 4, std::vector<std::uint32_t>{0, 1, 3}, std::vector<std::uint32_t>{0, 1, 3}, v);
+  const auto plan = k::make_spmv_plan(a);
+  std::vector<float> x(4), y(2), big(5);
+  CHECK_THROWS_AS(k::spmv(plan, std::span<const float>(big), std::span<float>(y)), shrink::error);
+  CHECK_THROWS_AS(k::spmv(plan, std::span<const float>(x), std::span<float>(big)), shrink::error);
+  // 16-bit columns cannot address 70000 columns
+  const auto wide = sp::csr_f32::from_raw(1, 70000, std::vector<std::uint32_t>{0, 1}, std::vector<std::uint32_t>{69999},
+                                          std::vector<float>{2.0f});
+  CHECK_THROWS_AS(k::make_spmv_plan(wide, k::spmv_layout::index16), shrink::error);
+  const auto wplan = k::make_spmv_plan(wide);
+  CHECK(wplan.layout == k::spmv_layout::index32);
+  std::vector<float> wx(70000, 0.0f), wy(1);
+  wx[69999] = 3.0f;
+  k::spmv(wplan, std::span<const float>(wx), std::span<float>(wy));
+  CHECK(wy[0] == 6.0f);
+}
