@@ -171,9 +171,12 @@ TEST_CASE("convert paths: CSR int8, from_quantized and codebook match the refere
 }
 
 TEST_CASE("convert paths: BSR every block shape matches the reference from mask and from non-zeros") {
-  const std::vector<sp::block_shape> blocks{{1, 4}, {4, 4}, {8, 1}, {16, 1}, {4, 1}, {1, 1}, {2, 3}, {4, 8}, {1, 72}};
+  const std::vector<sp::block_shape> blocks{{1, 4}, {4, 4}, {8, 1},  {16, 1}, {24, 1}, {32, 1}, {40, 1},
+                                            {4, 1}, {1, 1}, {2, 3}, {4, 8},  {1, 72}, {3, 4}};
   for (auto blk : blocks) {
-    for (index_t scale : {1, 3, 5}) {
+    // r x 1 blocks also on 283 columns: several 128-column windows, a ragged last one
+    for (index_t scale : {1, 3, 5, 40}) {
+      if (scale == 40 && blk.cols != 1) continue;
       const index_t r = blk.rows * (scale + 1), c = blk.cols * (scale * 7 + 3);
       const awkward a(r, c, static_cast<std::uint64_t>(r * 31 + c));
       const auto want_m = sp::bsr_f32::from_dense_reference(a.wv(), a.mv(), blk);

@@ -360,7 +360,7 @@ SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* byt
     else {
       alignas(16) Idx tmp[8];
       _mm_store_si128(reinterpret_cast<__m128i*>(tmp), idx);
-      std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
+      if (cnt > 0) std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
     }
   } else {
     const __m256i idx = _mm256_add_epi32(_mm256_cvtepu8_epi32(lanes8), _mm256_set1_epi32(static_cast<int>(j)));
@@ -369,7 +369,7 @@ SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* byt
     else {
       alignas(32) Idx tmp[8];
       _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), idx);
-      std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
+      if (cnt > 0) std::memcpy(cols + k, tmp, sizeof(Idx) * static_cast<std::size_t>(cnt));
     }
   }
   if constexpr (V == static_cast<int>(csr_value::f32)) {
@@ -382,7 +382,7 @@ SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* byt
     else {
       alignas(32) float tmp[8];
       _mm256_store_ps(tmp, p);
-      std::memcpy(out, tmp, sizeof(float) * static_cast<std::size_t>(cnt));
+      if (cnt > 0) std::memcpy(out, tmp, sizeof(float) * static_cast<std::size_t>(cnt));
     }
   } else if constexpr (V == static_cast<int>(csr_value::q8)) {
     // Exactly the reference: a true division (not a reciprocal product), nearbyint in the
@@ -398,7 +398,7 @@ SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* byt
     else {
       alignas(16) std::int8_t tmp[16];
       _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
-      std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
+      if (cnt > 0) std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
     }
   } else {
     const __m128i src = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes));
@@ -410,7 +410,7 @@ SHRINK_TARGET_AVX2 inline void csr_chunk(const float* w, const std::uint8_t* byt
     else {
       alignas(16) std::uint8_t tmp[16];
       _mm_store_si128(reinterpret_cast<__m128i*>(tmp), p8);
-      std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
+      if (cnt > 0) std::memcpy(out, tmp, static_cast<std::size_t>(cnt));
     }
   }
 }
@@ -576,10 +576,99 @@ SHRINK_TARGET_AVX2 inline bool bsr_copy4(const float* w, index_t ws, const std::
   return bad == 0;
 }
 
+/// dst row i (8 floats, dst + i * dst_stride) = column i of the 8 x 8 tile at src.
+template <bool Stream>
+SHRINK_TARGET_AVX2 inline void transpose8(const float* src, index_t src_stride, float* dst, index_t dst_stride) {
+  const __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + src_stride),
+               r2 = _mm256_loadu_ps(src + 2 * src_stride), r3 = _mm256_loadu_ps(src + 3 * src_stride),
+               r4 = _mm256_loadu_ps(src + 4 * src_stride), r5 = _mm256_loadu_ps(src + 5 * src_stride),
+               r6 = _mm256_loadu_ps(src + 6 * src_stride), r7 = _mm256_loadu_ps(src + 7 * src_stride);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xEE),
+               s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xEE),
+               s4 = _mm256_shuffle_ps(t4, t6, 0x44), s5 = _mm256_shuffle_ps(t4, t6, 0xEE),
+               s6 = _mm256_shuffle_ps(t5, t7, 0x44), s7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+  const __m256 d[8] = {_mm256_permute2f128_ps(s0, s4, 0x20), _mm256_permute2f128_ps(s1, s5, 0x20),
+                       _mm256_permute2f128_ps(s2, s6, 0x20), _mm256_permute2f128_ps(s3, s7, 0x20),
+                       _mm256_permute2f128_ps(s0, s4, 0x31), _mm256_permute2f128_ps(s1, s5, 0x31),
+                       _mm256_permute2f128_ps(s2, s6, 0x31), _mm256_permute2f128_ps(s3, s7, 0x31)};
+  for (int i = 0; i < 8; ++i) {
+    if constexpr (Stream)
+      _mm256_stream_ps(dst + i * dst_stride, d[i]);
+    else
+      _mm256_storeu_ps(dst + i * dst_stride, d[i]);
+  }
+}
+
+/// 8 bytes / 8 floats from p, or the first len of them and zeros (never reads past p + len).
+SHRINK_TARGET_AVX2 inline __m128i load_bytes8(const std::uint8_t* p, index_t len) {
+  if (len >= 8) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  alignas(16) std::uint8_t t[16] = {};
+  std::memcpy(t, p, static_cast<std::size_t>(len));
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+SHRINK_TARGET_AVX2 inline __m256 load_floats8(const float* p, index_t len) {
+  if (len >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {};
+  std::memcpy(t, p, sizeof(float) * static_cast<std::size_t>(len));
+  return _mm256_load_ps(t);
+}
+
+/// r x 1 blocks (r a multiple of 8, at most 32): a block is a column piece, so instead of r
+/// strided reads per block, each of the r rows is compressed (vpermps, as in CSR) to the
+/// kept columns of a 256-column window, and 8 x 8 transposes turn those r short rows into
+/// the blocks' r values each.
+template <bool Stream>
+SHRINK_TARGET_AVX2 inline bool bsr_copy_columns(const float* w, index_t ws, const std::uint8_t* m, index_t ms,
+                                                index_t r, const std::uint32_t* kept, index_t count, float* out) {
+  constexpr index_t k_window = 256, k_pitch = k_window + 8;
+  alignas(32) float tmp[32 * k_pitch];  // 33 KiB
+  unsigned fb[k_window / 8];
+  unsigned bad = 0;
+  const index_t ncols = static_cast<index_t>(kept[count - 1]) + 1;
+  index_t done = 0;
+  for (index_t j0 = 0; j0 < ncols; j0 += k_window) {
+    const index_t jn = std::min(k_window, ncols - j0), subs = (jn + 7) / 8;
+    std::fill(fb, fb + subs, 0u);
+    for (index_t y = 0; y < r; ++y)
+      for (index_t sw = 0; sw < subs; ++sw) fb[sw] |= keep_bits8(load_bytes8(m + y * ms + j0 + 8 * sw, jn - 8 * sw));
+    index_t nk = 0;
+    for (index_t y = 0; y < r; ++y) {
+      float* row = tmp + y * k_pitch;
+      index_t k = 0;
+      for (index_t sw = 0; sw < subs; ++sw) {
+        const __m128i mb = load_bytes8(m + y * ms + j0 + 8 * sw, jn - 8 * sw);
+        const __m256 v = load_floats8(w + y * ws + j0 + 8 * sw, jn - 8 * sw);
+        bad |= non_finite_bits(v) & keep_bits8(mb);
+        const __m128i lanes8 = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(&k_compress_lanes[fb[sw]]));
+        _mm256_storeu_ps(row + k, _mm256_permutevar8x32_ps(_mm256_and_ps(v, lane_mask(mb)), _mm256_cvtepu8_epi32(lanes8)));
+        k += std::popcount(fb[sw]);
+      }
+      nk = k;
+    }
+    index_t t = 0;
+    for (; t + 8 <= nk; t += 8)
+      for (index_t y0 = 0; y0 < r; y0 += 8) transpose8<Stream>(tmp + y0 * k_pitch + t, k_pitch, out + (done + t) * r + y0, r);
+    for (; t < nk; ++t)
+      for (index_t y = 0; y < r; ++y) out[(done + t) * r + y] = tmp[y * k_pitch + t];
+    done += nk;
+  }
+  if constexpr (Stream) _mm_sfence();
+  return bad == 0;
+}
+
 SHRINK_TARGET_AVX2 inline bool bsr_copy(const float* w, index_t ws, const std::uint8_t* m, index_t ms, index_t r,
                                         index_t c, const std::uint32_t* kept, index_t count, float* out,
                                         bool stream) {
   unsigned bad = 0;
+  if (count == 0) return true;
+  if (c == 1 && r % 8 == 0 && r <= 32) {
+    if (stream && reinterpret_cast<std::uintptr_t>(out) % 32 == 0)
+      return bsr_copy_columns<true>(w, ws, m, ms, r, kept, count, out);
+    return bsr_copy_columns<false>(w, ws, m, ms, r, kept, count, out);
+  }
   if (c % 4 == 0 && stream && reinterpret_cast<std::uintptr_t>(out) % 16 == 0)
     return bsr_copy4<true>(w, ws, m, ms, r, c, kept, count, out);
   if (c % 4 == 0) {
