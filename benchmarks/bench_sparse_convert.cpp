@@ -1,4 +1,4 @@
-// bench_sparse_convert.cpp: dense + mask → CSR (fp32/int8/codebook) / BSR / N:M conversion speed, in GB/s of input read, beside one read pass.
+// bench_sparse_convert.cpp: dense + mask → CSR (fp32/int8/codebook) / bitmask / BSR / N:M conversion speed, in GB/s of input read, beside one read pass.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -121,6 +121,9 @@ BENCHMARK_CAPTURE(convert, "codes_to_csr_codebook/shrink/4096x4096_s90", 2.0,
                                                           inputs::view(data().mask_s90))
                         .bytes();
                   })
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(convert, "dense_to_bitmask_f32/shrink/4096x4096_s90", 5.0,
+                  [] { return sp::bitmask_f32::from_dense(data().weights(), inputs::view(data().mask_s90)).bytes(); })
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(convert, "dense_to_bsr1x4_f32/shrink/4096x4096_s90", 5.0,
                   [] {

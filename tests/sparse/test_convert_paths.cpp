@@ -139,6 +139,22 @@ TEST_CASE("convert paths: CSR fp32 from mask and from non-zeros match the refere
   }
 }
 
+TEST_CASE("convert paths: bitmask plus packed values matches the reference on awkward shapes") {
+  for (auto [r, c] : k_shapes) {
+    const awkward a(r, c, static_cast<std::uint64_t>(r * 5 + c));
+    const auto want = sp::bitmask_f32::from_dense_reference(a.wv(), a.mv());
+    testing::for_each_isa([&](kernels::isa) {
+      INFO(r << " x " << c);
+      const no_fallback stays;
+      const auto got = sp::bitmask_f32::from_dense(a.wv(), a.mv());
+      CHECK(same_bytes(got.bits(), want.bits()));
+      CHECK(same_bytes(got.values(), want.values()));
+      CHECK(same_bytes(got.row_offset(), want.row_offset()));
+      CHECK(got.bytes() == want.bytes());
+    });
+  }
+}
+
 TEST_CASE("convert paths: CSR int8, from_quantized and codebook match the reference on awkward shapes") {
   for (auto [r, c] : k_shapes) {
     const awkward a(r, c, static_cast<std::uint64_t>(r * 77 + c));
@@ -240,6 +256,8 @@ TEST_CASE("convert paths: NaN, Inf, bad mask bytes, over-full groups and bad ind
                          [&] { (void)sp::csr_f32::from_nonzeros_reference(a.wv()); });
         check_same_error([&] { (void)sp::csr_int8::from_dense(a.wv(), a.mv()); },
                          [&] { (void)sp::csr_int8::from_dense_reference(a.wv(), a.mv()); });
+        check_same_error([&] { (void)sp::bitmask_f32::from_dense(a.wv(), a.mv()); },
+                         [&] { (void)sp::bitmask_f32::from_dense_reference(a.wv(), a.mv()); });
         for (sp::block_shape blk : {sp::block_shape{1, 4}, sp::block_shape{2, 4}, sp::block_shape{3, 1},
                                     sp::block_shape{2, 8}}) {
           check_same_error([&] { (void)sp::bsr_f32::from_dense(a.wv(), a.mv(), blk); },
@@ -271,6 +289,8 @@ TEST_CASE("convert paths: NaN, Inf, bad mask bytes, over-full groups and bad ind
                        [&] { (void)sp::csr_f32::from_dense_reference(a.wv(), a.mv()); });
       check_same_error([&] { (void)sp::csr_int8::from_dense(a.wv(), a.mv()); },
                        [&] { (void)sp::csr_int8::from_dense_reference(a.wv(), a.mv()); });
+      check_same_error([&] { (void)sp::bitmask_f32::from_dense(a.wv(), a.mv()); },
+                       [&] { (void)sp::bitmask_f32::from_dense_reference(a.wv(), a.mv()); });
       check_same_error([&] { (void)sp::bsr_f32::from_dense(a.wv(), a.mv(), {2, 4}); },
                        [&] { (void)sp::bsr_f32::from_dense_reference(a.wv(), a.mv(), {2, 4}); });
       check_same_error([&] { (void)sp::nm_f32::from_dense(a.wv(), a.mv(), 2, 4); },

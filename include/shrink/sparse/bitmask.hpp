@@ -3,9 +3,11 @@
 
 #include <bit>
 #include <cstdint>
+#include <limits>
 #include <span>
 
 #include "common.hpp"
+#include "convert.hpp"
 
 namespace shrink::sparse {
 
@@ -18,6 +20,18 @@ class bitmask_f32 {
   bitmask_f32() = default;
 
   static bitmask_f32 from_dense(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
+    if (const auto* o = convert_impl::selected();
+        o != nullptr && mask.shape() == weights.shape() && weights.size() > 0 && detail::rows_contiguous(weights) &&
+        detail::rows_contiguous(mask)) {
+      bitmask_f32 out;
+      if (out.build_fast(*o, weights, mask)) return out;
+      convert_impl::fallbacks().fetch_add(1, std::memory_order_relaxed);
+    }
+    return from_dense_reference(weights, mask);
+  }
+
+  /// The element-by-element conversion: the oracle, and the path that raises every error.
+  static bitmask_f32 from_dense_reference(const_view<float, 2> weights, const_view<std::uint8_t, 2> mask) {
     const char* who = "bitmask_f32::from_dense";
     detail::check_mask(who, weights, mask);
     const index_t rows = weights.extent(0), cols = weights.extent(1);
@@ -72,6 +86,35 @@ class bitmask_f32 {
   }
 
  private:
+  /// The fast path (convert.hpp): count the mask bytes per row, then one row kernel writes the
+  /// row's bit words and packs its kept values. False on any bad input (the caller reruns the
+  /// reference, which raises).
+  bool build_fast(const convert_impl::ops& o, const_view<float, 2> w, const_view<std::uint8_t, 2> mask) {
+    const index_t rows = w.extent(0), cols = w.extent(1);
+    rows_ = rows;
+    cols_ = cols;
+    words_per_row_ = (cols + 63) / 64;
+    row_offset_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(rows) + 1, uninitialized);
+    row_offset_[0] = 0;
+    index_t nnz = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      unsigned mx = 0;
+      nnz += o.mask_count(mask.data() + i * mask.stride(0), cols, &mx);
+      if (mx > 1 || nnz > index_t{std::numeric_limits<std::uint32_t>::max()}) return false;
+      row_offset_[static_cast<std::size_t>(i) + 1] = static_cast<std::uint32_t>(nnz);
+    }
+    bits_ = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * words_per_row_), uninitialized);
+    values_ = aligned_buffer<float>(static_cast<std::size_t>(nnz), uninitialized);
+    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t at = row_offset_[static_cast<std::size_t>(i)];
+      if (!o.bitmask_row(w.data() + i * w.stride(0), mask.data() + i * mask.stride(0), cols,
+                         bits_.data() + i * words_per_row_, values_.data() + at, nnz - at))
+        return false;
+    }
+    return true;
+  }
+
   index_t rows_ = 0, cols_ = 0, words_per_row_ = 0;
   aligned_buffer<std::uint64_t> bits_;
   aligned_buffer<std::uint32_t> row_offset_{1};

@@ -112,6 +112,10 @@ struct ops {
   /// Writes one CSR row; false when a kept value is non-finite / out of range.
   /// Index [v][narrow]: v = csr_value.
   bool (*csr_fill[3][2])(const csr_row& r);
+  /// One bitmask row: bit j of bits (ceil(n / 64) words, all written) = mask[j] != 0, kept
+  /// values packed in order; false when a kept value is non-finite.
+  bool (*bitmask_row)(const float* w, const std::uint8_t* m, index_t n, std::uint64_t* bits, float* values,
+                      index_t room);
   /// Largest |w| over kept (mask != 0) entries; false when one of them is non-finite.
   bool (*kept_peak)(const float* w, const std::uint8_t* m, index_t n, float* peak);
   /// out[j] = w[j] != 0 (as 0/1 bytes).
@@ -174,6 +178,20 @@ bool csr_fill(const csr_row& r) {
     }
     ++k;
   }
+  return ok;
+}
+
+inline bool bitmask_row(const float* w, const std::uint8_t* m, index_t n, std::uint64_t* bits, float* values,
+                        index_t /*room*/) {
+  bool ok = true;
+  index_t k = 0;
+  for (index_t i = 0; i < (n + 63) / 64; ++i) bits[i] = 0;
+  for (index_t j = 0; j < n; ++j)
+    if (m[j] != 0) {
+      bits[j / 64] |= std::uint64_t{1} << (j % 64);
+      ok &= std::isfinite(w[j]);
+      values[k++] = w[j];
+    }
   return ok;
 }
 
@@ -281,6 +299,7 @@ inline const ops k_ops{mask_count,
                        {{csr_fill<0, std::uint32_t>, csr_fill<0, std::uint16_t>},
                         {csr_fill<1, std::uint32_t>, csr_fill<1, std::uint16_t>},
                         {csr_fill<2, std::uint32_t>, csr_fill<2, std::uint16_t>}},
+                       bitmask_row,
                        kept_peak,
                        nonzero_bytes,
                        or_rows_bits,
@@ -309,6 +328,20 @@ SHRINK_TARGET_AVX2 inline __m256 lane_mask(__m128i bytes8) {
 
 SHRINK_TARGET_AVX2 inline unsigned keep_bits8(__m128i bytes8) {
   return ~static_cast<unsigned>(_mm_movemask_epi8(_mm_cmpeq_epi8(bytes8, _mm_setzero_si128()))) & 0xFFu;
+}
+
+/// 8 bytes / 8 floats from p, or the first len of them and zeros (never reads past p + len).
+SHRINK_TARGET_AVX2 inline __m128i load_bytes8(const std::uint8_t* p, index_t len) {
+  if (len >= 8) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  alignas(16) std::uint8_t t[16] = {};
+  std::memcpy(t, p, static_cast<std::size_t>(len));
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+}
+SHRINK_TARGET_AVX2 inline __m256 load_floats8(const float* p, index_t len) {
+  if (len >= 8) return _mm256_loadu_ps(p);
+  alignas(32) float t[8] = {};
+  std::memcpy(t, p, sizeof(float) * static_cast<std::size_t>(len));
+  return _mm256_load_ps(t);
 }
 
 SHRINK_TARGET_AVX2 inline index_t mask_count(const std::uint8_t* m, index_t n, unsigned* max_byte) {
@@ -462,6 +495,37 @@ SHRINK_TARGET_AVX2 bool csr_fill(const csr_row& r) {
   return bad == 0;
 }
 
+SHRINK_TARGET_AVX2 inline bool bitmask_row(const float* w, const std::uint8_t* m, index_t n, std::uint64_t* bits,
+                                           float* values, index_t room) {
+  unsigned bad = 0;
+  index_t k = 0;
+  std::uint64_t word = 0;
+  for (index_t j = 0; j < n; j += 8) {
+    const index_t len = std::min<index_t>(8, n - j);
+    const __m128i mb = load_bytes8(m + j, len);  // zero-padded past n: never kept
+    const __m256 v = load_floats8(w + j, len);
+    const unsigned b = keep_bits8(mb);
+    bad |= non_finite_bits(v) & b;
+    word |= static_cast<std::uint64_t>(b) << (j % 64);
+    if (j % 64 == 56 || j + 8 >= n) {
+      bits[j / 64] = word;
+      word = 0;
+    }
+    const __m256 p = _mm256_permutevar8x32_ps(
+        v, _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(&k_compress_lanes[b]))));
+    const int cnt = std::popcount(b);
+    if (k + 8 <= room) {
+      _mm256_storeu_ps(values + k, p);
+    } else if (cnt > 0) {
+      alignas(32) float tmp[8];
+      _mm256_store_ps(tmp, p);
+      std::memcpy(values + k, tmp, sizeof(float) * static_cast<std::size_t>(cnt));
+    }
+    k += cnt;
+  }
+  return bad == 0;
+}
+
 SHRINK_TARGET_AVX2 inline bool kept_peak(const float* w, const std::uint8_t* m, index_t n, float* peak) {
   const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   __m256 p = _mm256_setzero_ps();
@@ -600,20 +664,6 @@ SHRINK_TARGET_AVX2 inline void transpose8(const float* src, index_t src_stride, 
     else
       _mm256_storeu_ps(dst + i * dst_stride, d[i]);
   }
-}
-
-/// 8 bytes / 8 floats from p, or the first len of them and zeros (never reads past p + len).
-SHRINK_TARGET_AVX2 inline __m128i load_bytes8(const std::uint8_t* p, index_t len) {
-  if (len >= 8) return _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  alignas(16) std::uint8_t t[16] = {};
-  std::memcpy(t, p, static_cast<std::size_t>(len));
-  return _mm_load_si128(reinterpret_cast<const __m128i*>(t));
-}
-SHRINK_TARGET_AVX2 inline __m256 load_floats8(const float* p, index_t len) {
-  if (len >= 8) return _mm256_loadu_ps(p);
-  alignas(32) float t[8] = {};
-  std::memcpy(t, p, sizeof(float) * static_cast<std::size_t>(len));
-  return _mm256_load_ps(t);
 }
 
 /// r x 1 blocks (r a multiple of 8, at most 32): a block is a column piece, so instead of r
@@ -797,6 +847,7 @@ inline const ops k_ops{mask_count,
                        {{csr_fill<0, std::uint32_t>, csr_fill<0, std::uint16_t>},
                         {csr_fill<1, std::uint32_t>, csr_fill<1, std::uint16_t>},
                         {csr_fill<2, std::uint32_t>, csr_fill<2, std::uint16_t>}},
+                       bitmask_row,
                        kept_peak,
                        nonzero_bytes,
                        or_rows_bits,
