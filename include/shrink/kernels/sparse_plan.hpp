@@ -7,6 +7,10 @@
 #include <cstring>
 #include <span>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include "../core/aligned_buffer.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
@@ -53,6 +57,19 @@ using sparse_plan_int8 = sparse_plan<std::int8_t>;
 using sparse_plan_codebook = sparse_plan<std::uint8_t>;
 
 namespace sparse_detail {
+
+/// Asks Linux for 2 MiB pages over the whole 2 MiB-aligned part of a fresh, untouched
+/// buffer (before it is written, so the first touch maps huge pages when THP is in
+/// "madvise" mode). A streamed plan then costs one TLB entry per 2 MiB instead of per
+/// 4 KiB. Only a hint: nothing changes if the kernel declines or the OS is not Linux.
+inline void prefer_huge_pages([[maybe_unused]] void* data, [[maybe_unused]] std::size_t bytes) noexcept {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
+  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+}
 
 /// Gathers take signed 32-bit indices.
 inline void check_columns(index_t cols) {
@@ -249,7 +266,8 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   if (layout == spmv_layout::index16) {
     // 3 u16 units per entry; the offsets are u32.
     SHRINK_REQUIRE(nnz <= index_t{0xFFFFFFFF} / 3, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
-    p.stream = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(3 * nnz));
+    p.stream = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(3 * nnz), uninitialized);
+    sparse_detail::prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
     std::size_t at = 0;
     for (index_t i = 0; i < rows; ++i) {
       p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(at);
@@ -268,8 +286,10 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
     return p;
   }
   std::copy(rp.begin(), rp.end(), p.row_ptr.begin());
-  p.values = aligned_buffer<float>(static_cast<std::size_t>(nnz) + 8);  // zero-filled padding
+  p.values = aligned_buffer<float>(static_cast<std::size_t>(nnz) + 8, uninitialized);
+  sparse_detail::prefer_huge_pages(p.values.data(), p.values.size_bytes());
   std::copy(vals.begin(), vals.end(), p.values.begin());
+  std::fill(p.values.begin() + nnz, p.values.end(), 0.0f);  // the bitmap kernel's padding
   if (layout == spmv_layout::index32) {
     sparse_detail::check_columns(cols);
     p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(nnz));
@@ -279,7 +299,9 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   // bitmap: columns are strictly increasing within a row (csr invariant), so the packed
   // values are already in bit order.
   p.words = (cols + 63) / 64;
-  p.bits = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * p.words));
+  p.bits = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * p.words), uninitialized);
+  sparse_detail::prefer_huge_pages(p.bits.data(), p.bits.size_bytes());
+  std::fill(p.bits.begin(), p.bits.end(), std::uint64_t{0});
   for (index_t i = 0; i < rows; ++i)
     for (index_t k = rp[static_cast<std::size_t>(i)]; k < static_cast<index_t>(rp[static_cast<std::size_t>(i) + 1]); ++k) {
       const index_t j = column(k);
