@@ -11,6 +11,7 @@
 #include <shrink/core/bits.hpp>
 #include <shrink/kernels/int8_gemm.hpp>
 #include <shrink/kernels/lut_gemv.hpp>
+#include <shrink/kernels/q8_gemv.hpp>
 #include <shrink/kernels/weight_only_gemv.hpp>
 #include <support/bench.hpp>
 
@@ -104,6 +105,45 @@ void gemv_int4(benchmark::State& state) {
   shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes() + w.scales_f32.size_bytes()));
 }
 
+// Integer-activation int4 (llama.cpp Q4_0×Q8_0 style): fp16 scales per group of 32 (18
+// bytes per 32 weights, as Q4_0), activations quantized per group of 32 inside the timed
+// loop (quantize_activations is part of every call).
+void gemv_int4_q8(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv, g = 32;
+  const auto nib = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 4);
+  std::vector<std::uint16_t> scales(static_cast<std::size_t>(n * k / g), 0x211F);  // fp16 ≈ 0.0101
+  const auto w = shrink::kernels::pack_s4q8_weights(shrink::kernels::pack_s4_weights<std::uint16_t>(nib, n, k, scales, g));
+  const auto x = fill_float(static_cast<std::size_t>(k), 5);
+  auto xq = shrink::kernels::make_q8_activations(k, g);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    shrink::kernels::gemv_s4_q8(x, xq, w, y, shrink::context{1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::q8_detail::k_s4))));
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes() + w.scales_f16.size_bytes()));
+}
+
+// Integer-activation 4-bit codebook: int8 centroids (per tensor), activations quantized per
+// tensor inside the timed loop.
+void gemv_codebook4_q8(benchmark::State& state) {
+  const index_t n = k_gv, k = k_gv;
+  const auto idx = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 8);
+  const auto centroids = fill_float(16, 9);
+  const auto w = shrink::kernels::pack_codebook_q8_weights(shrink::kernels::pack_codebook_weights(idx, 4, n, k, centroids));
+  const auto x = fill_float(static_cast<std::size_t>(k), 10);
+  auto xq = shrink::kernels::make_q8_activations(k, 0);
+  std::vector<float> y(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    shrink::kernels::codebook_gemv_q8(x, xq, w, y, shrink::context{1});
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::q8_detail::k_cb))));
+  shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
+  shrink::bench::set_bytes(state, static_cast<double>(w.indices.size_bytes()));
+}
+
 void gemv_f32_w8(benchmark::State& state) {
   const index_t n = k_gv, k = k_gv;
   const auto w8 = fill<std::int8_t>(static_cast<std::size_t>(n * k), 6);
@@ -174,8 +214,14 @@ struct shape3 {
                                [](benchmark::State& st) { gemm_shrink(st, 2048, 2048, 2048, 2); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("gemv_int4g32/shrink/1x8192x8192", gemv_int4)->Unit(benchmark::kMillisecond)->UseRealTime();
-  benchmark::RegisterBenchmark("gemv_codebook4/shrink/1x8192x8192", gemv_codebook4)
+  benchmark::RegisterBenchmark("gemv_int4g32/shrink/1x8192x8192", gemv_int4_q8)->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_int4g32/shrink_f32act/1x8192x8192", gemv_int4)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_codebook4/shrink/1x8192x8192", gemv_codebook4_q8)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_codebook4/shrink_f32act/1x8192x8192", gemv_codebook4)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark("gemv_f32_w8/shrink/1x8192x8192", gemv_f32_w8)->Unit(benchmark::kMillisecond)->UseRealTime();
