@@ -12,6 +12,7 @@
 #endif
 
 #include "../core/aligned_buffer.hpp"
+#include "../core/config.hpp"
 #include "../core/error.hpp"
 #include "../core/parallel.hpp"
 #include "../sparse/bsr.hpp"
@@ -88,6 +89,36 @@ sparse_plan<V> lower_csr(const Csr& a) {
   for (index_t k = 0; k < a.nnz(); ++k) p.col[static_cast<std::size_t>(k)] = static_cast<std::uint32_t>(a.col_idx()[k]);
   p.values = aligned_buffer<V>(a.values());
   return p;
+}
+
+/// The SpMM row front end every x86 path shares: fn(col, val, n, i) for each row i in
+/// [r0, r1) with its n entries. (fn runs outside the caller's target attribute: it only
+/// calls the ISA-specific tile functions, it does not use intrinsics itself.)
+template <class V, class Fn>
+SHRINK_ALWAYS_INLINE void for_each_row(const sparse_plan<V>& p, index_t r0, index_t r1, Fn&& fn) {
+  for (index_t i = r0; i < r1; ++i) {
+    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
+    fn(p.col.data() + k0, p.values.data() + k0, n, i);
+  }
+}
+
+/// The SpMV front end every plan type shares: x has W.cols elements, y W.rows.
+inline void check_spmv(index_t rows, index_t cols, std::size_t x, std::size_t y) {
+  SHRINK_REQUIRE(x == static_cast<std::size_t>(cols) && y == static_cast<std::size_t>(rows), errc::shape_mismatch,
+                 "spmv: W is ", rows, "x", cols, ", so x needs ", cols, " and y ", rows, " elements; got ", x, " and ",
+                 y);
+}
+
+/// The SpMM front end: X [W.cols, batch], Y [W.rows, batch], rows contiguous. Returns
+/// false when there is nothing to compute (batch 0 or no rows).
+template <class X, class Y>
+bool check_spmm(index_t rows, index_t cols, const X& x, const Y& y) {
+  SHRINK_REQUIRE(x.extent(0) == cols && y.extent(0) == rows && x.extent(1) == y.extent(1), errc::shape_mismatch,
+                 "spmm: W is ", rows, "x", cols, "; expected X [", cols, ", batch] and Y [", rows, ", batch], got X ",
+                 x.shape(), " and Y ", y.shape());
+  SHRINK_REQUIRE((x.extent(1) <= 1 || x.stride(1) == 1) && (y.extent(1) <= 1 || y.stride(1) == 1),
+                 errc::invalid_argument, "spmm: X and Y rows must be contiguous (stride 1 along the batch axis)");
+  return x.extent(1) != 0 && rows != 0;
 }
 
 /// Rows [r0, r1) for part `part` of `parts`, balanced by stored entries plus one per row

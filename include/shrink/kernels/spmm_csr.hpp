@@ -273,17 +273,14 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan<V>& p, const float* x
                                          index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
   const float* table = p.table.data();
-  for (index_t i = r0; i < r1; ++i) {
-    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
-    const std::uint32_t* col = p.col.data() + k0;
-    const V* val = p.values.data() + k0;
+  sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const V* val, index_t n, index_t i) {
     float* yr = y + i * ldy;
     index_t b = 0;
     for (; b + 64 <= batch; b += 64) tile_avx2<8>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 32 <= batch; b += 32) tile_avx2<4>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 8 <= batch; b += 8) tile_avx2<1>(col, val, table, n, x + b, ldx, yr + b);
     scalar_columns(col, val, table, n, x, ldx, yr, b, batch);
-  }
+  });
 }
 
 // ---- avx512: 16-wide SpMM tiles. SpMV uses the AVX2 rows: a 16-wide gather issues as two
@@ -314,10 +311,7 @@ SHRINK_TARGET_AVX512 inline void rows_avx512(const sparse_plan<V>& p, const floa
                                              index_t ldy, index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
   const float* table = p.table.data();
-  for (index_t i = r0; i < r1; ++i) {
-    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
-    const std::uint32_t* col = p.col.data() + k0;
-    const V* val = p.values.data() + k0;
+  sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const V* val, index_t n, index_t i) {
     float* yr = y + i * ldy;
     index_t b = 0;
     for (; b + 128 <= batch; b += 128) tile_avx512<8>(col, val, table, n, x + b, ldx, yr + b);
@@ -325,7 +319,7 @@ SHRINK_TARGET_AVX512 inline void rows_avx512(const sparse_plan<V>& p, const floa
     for (; b + 16 <= batch; b += 16) tile_avx512<1>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 8 <= batch; b += 8) tile_avx2<1>(col, val, table, n, x + b, ldx, yr + b);
     scalar_columns(col, val, table, n, x, ldx, yr, b, batch);
-  }
+  });
 }
 #endif
 
@@ -576,9 +570,7 @@ concept float_valued_plan = std::is_same_v<V, float> || std::is_same_v<V, std::u
 /// x has W.cols elements, y W.rows. Never allocates with one thread.
 template <float_valued_plan V>
 void spmv(const sparse_plan<V>& w, std::span<const float> x, std::span<float> y, const context& ctx = {}) {
-  SHRINK_REQUIRE(x.size() == static_cast<std::size_t>(w.cols) && y.size() == static_cast<std::size_t>(w.rows),
-                 errc::shape_mismatch, "spmv: W is ", w.rows, "x", w.cols, ", so x needs ", w.cols, " and y ", w.rows,
-                 " elements; got ", x.size(), " and ", y.size());
+  sparse_detail::check_spmv(w.rows, w.cols, x.size(), y.size());
   spmm_impl::run(w, x.data(), 1, y.data(), 1, 1, ctx);
 }
 
@@ -586,20 +578,13 @@ void spmv(const sparse_plan<V>& w, std::span<const float> x, std::span<float> y,
 /// the batch axis; any row stride). batch may be 1 to 256 or more.
 template <float_valued_plan V>
 void spmm(const sparse_plan<V>& w, const_view<float, 2> x, tensor_view<float, 2> y, const context& ctx = {}) {
-  SHRINK_REQUIRE(x.extent(0) == w.cols && y.extent(0) == w.rows && x.extent(1) == y.extent(1), errc::shape_mismatch,
-                 "spmm: W is ", w.rows, "x", w.cols, "; expected X [", w.cols, ", batch] and Y [", w.rows,
-                 ", batch], got X ", x.shape(), " and Y ", y.shape());
-  SHRINK_REQUIRE((x.extent(1) <= 1 || x.stride(1) == 1) && (y.extent(1) <= 1 || y.stride(1) == 1),
-                 errc::invalid_argument, "spmm: X and Y rows must be contiguous (stride 1 along the batch axis)");
-  if (x.extent(1) == 0 || w.rows == 0) return;
+  if (!sparse_detail::check_spmm(w.rows, w.cols, x, y)) return;
   spmm_impl::run(w, x.data(), x.stride(0), y.data(), y.stride(0), x.extent(1), ctx);
 }
 
 /// y = W·x for a batch-1 plan (make_spmv_plan of csr_f32). Never allocates with one thread.
 inline void spmv(const spmv_plan_f32& w, std::span<const float> x, std::span<float> y, const context& ctx = {}) {
-  SHRINK_REQUIRE(x.size() == static_cast<std::size_t>(w.cols) && y.size() == static_cast<std::size_t>(w.rows),
-                 errc::shape_mismatch, "spmv: W is ", w.rows, "x", w.cols, ", so x needs ", w.cols, " and y ", w.rows,
-                 " elements; got ", x.size(), " and ", y.size());
+  sparse_detail::check_spmv(w.rows, w.cols, x.size(), y.size());
   const auto fn = select(spmv_impl::k_rows);
   spmv_impl::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) { fn(w, x.data(), y.data(), r0, r1); });
 }

@@ -151,16 +151,13 @@ SHRINK_TARGET_AVX2 inline void tile_avx2(const std::uint32_t* col, const std::in
 SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx, std::int32_t* y,
                                          index_t ldy, index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
-  for (index_t i = r0; i < r1; ++i) {
-    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
-    const std::uint32_t* col = p.col.data() + k0;
-    const std::int8_t* val = p.values.data() + k0;
+  sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const std::int8_t* val, index_t n, index_t i) {
     std::int32_t* yr = y + i * ldy;
     index_t b = 0;
     for (; b + 32 <= batch; b += 32) tile_avx2<2>(col, val, n, x + b, ldx, yr + b);
     for (; b + 16 <= batch; b += 16) tile_avx2<1>(col, val, n, x + b, ldx, yr + b);
     scalar_columns(col, val, n, x, ldx, yr, b, batch);
-  }
+  });
 }
 
 // SIMDe 0.7.4 (the emulated test build) defines its _mm512_madd_epi16 alias with the masked
@@ -213,17 +210,14 @@ SHRINK_TARGET_AVX512 inline void tile_avx512(const std::uint32_t* col, const std
 SHRINK_TARGET_AVX512 inline void rows_avx512(const sparse_plan_int8& p, const std::int8_t* x, index_t ldx,
                                              std::int32_t* y, index_t ldy, index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
-  for (index_t i = r0; i < r1; ++i) {
-    const index_t k0 = p.row_ptr[static_cast<std::size_t>(i)], n = p.row_ptr[static_cast<std::size_t>(i) + 1] - k0;
-    const std::uint32_t* col = p.col.data() + k0;
-    const std::int8_t* val = p.values.data() + k0;
+  sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const std::int8_t* val, index_t n, index_t i) {
     std::int32_t* yr = y + i * ldy;
     index_t b = 0;
     for (; b + 64 <= batch; b += 64) tile_avx512<2>(col, val, n, x + b, ldx, yr + b);
     for (; b + 32 <= batch; b += 32) tile_avx512<1>(col, val, n, x + b, ldx, yr + b);
     for (; b + 16 <= batch; b += 16) tile_avx2<1>(col, val, n, x + b, ldx, yr + b);
     scalar_columns(col, val, n, x, ldx, yr, b, batch);
-  }
+  });
 }
 #endif
 
@@ -242,9 +236,7 @@ inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k
 /// sums Σ q·x (apply row_scale and the activation scale afterwards).
 inline void spmv(const sparse_plan_int8& w, std::span<const std::int8_t> x, std::span<std::int32_t> y,
                  const context& ctx = {}) {
-  SHRINK_REQUIRE(x.size() == static_cast<std::size_t>(w.cols) && y.size() == static_cast<std::size_t>(w.rows),
-                 errc::shape_mismatch, "spmv: W is ", w.rows, "x", w.cols, ", so x needs ", w.cols, " and y ", w.rows,
-                 " elements; got ", x.size(), " and ", y.size());
+  sparse_detail::check_spmv(w.rows, w.cols, x.size(), y.size());
   const auto fn = select(spmm_int8_impl::k_rows);
   sparse_detail::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) { fn(w, x.data(), 1, y.data(), 1, 1, r0, r1); });
 }
@@ -252,12 +244,7 @@ inline void spmv(const sparse_plan_int8& w, std::span<const std::int8_t> x, std:
 /// Y = W·X, X int8 [K, batch], Y int32 [N, batch], rows contiguous.
 inline void spmm(const sparse_plan_int8& w, const_view<std::int8_t, 2> x, tensor_view<std::int32_t, 2> y,
                  const context& ctx = {}) {
-  SHRINK_REQUIRE(x.extent(0) == w.cols && y.extent(0) == w.rows && x.extent(1) == y.extent(1), errc::shape_mismatch,
-                 "spmm: W is ", w.rows, "x", w.cols, "; expected X [", w.cols, ", batch] and Y [", w.rows,
-                 ", batch], got X ", x.shape(), " and Y ", y.shape());
-  SHRINK_REQUIRE((x.extent(1) <= 1 || x.stride(1) == 1) && (y.extent(1) <= 1 || y.stride(1) == 1),
-                 errc::invalid_argument, "spmm: X and Y rows must be contiguous (stride 1 along the batch axis)");
-  if (x.extent(1) == 0 || w.rows == 0) return;
+  if (!sparse_detail::check_spmm(w.rows, w.cols, x, y)) return;
   const auto fn = select(spmm_int8_impl::k_rows);
   sparse_detail::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) {
     fn(w, x.data(), x.stride(0), y.data(), y.stride(0), x.extent(1), r0, r1);
