@@ -8,20 +8,14 @@
 #include <vector>
 
 #include "support/random.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace shrink;
 
 namespace {
 
-fs::path temp_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("shrink_test_compress_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
+fs::path temp_dir() { return testing::temp_dir("compress"); }
 
 errc code_of_records(const io::safetensors_header& h) {
   try {

@@ -12,20 +12,14 @@
 
 #include "support/isa.hpp"
 #include "support/random.hpp"
+#include "support/temp_dir.hpp"
 
 namespace fs = std::filesystem;
 using namespace shrink;
 
 namespace {
 
-fs::path temp_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("shrink_test_io_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
+fs::path temp_dir() { return testing::temp_dir("io"); }
 
 std::vector<std::byte> st_bytes(const std::string& header, std::size_t data_bytes, std::uint64_t claimed_len = ~0ull) {
   const std::uint64_t n = claimed_len == ~0ull ? header.size() : claimed_len;

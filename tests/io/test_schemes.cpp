@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "support/random.hpp"
+#include "support/temp_dir.hpp"
 #include <support/errors.hpp>
 
 using shrink::testing::code_of;
@@ -21,14 +22,7 @@ using namespace shrink;
 
 namespace {
 
-fs::path temp_dir() {
-  static const fs::path dir = [] {
-    fs::path d = fs::temp_directory_path() / ("shrink_test_schemes_" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
-}
+fs::path temp_dir() { return testing::temp_dir("schemes"); }
 
 /// A header holding an encoded tensor's entries and its record, as a file would.
 io::safetensors_header header_of(const compress::encoded& e, const std::string& record_json) {

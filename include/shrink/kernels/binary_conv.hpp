@@ -166,15 +166,23 @@ inline void binary_conv2d(const binary::bit_matrix& input, const image_shape& im
                  errc::shape_mismatch, "binary_conv2d: activation scale map is ", stage.activation_scale.shape(),
                  "; expected (", g.n, ", ", g.oh, ", ", g.ow, ")");
   const index_t os = out.stride(3);
+  const float* alphas = f.scales().data();
+  const float* biases = stage.bias.empty() ? nullptr : stage.bias.data();
   binary_conv_impl::run(input, g, f, params, ctx,
                         [&](index_t b, index_t oy, index_t ox, index_t o0, index_t count, const std::int32_t* d) {
                           const float kk = has_k ? stage.activation_scale(b, oy, ox) : 1.0f;
                           float* dst = &out(b, oy, ox, o0);
-                          for (index_t i = 0; i < count; ++i) {
-                            const float a = stage.apply_alpha ? f.scale(o0 + i) : 1.0f;
-                            const float bias = stage.bias.empty() ? 0.0f : stage.bias[static_cast<std::size_t>(o0 + i)];
-                            dst[i * os] = xnor_impl::apply(d[i], a, kk, bias, true);
-                          }
+                          // Scales first, then one branch-free loop per case (the compiler
+                          // vectorises it); each value is xnor_impl::apply's s·dot + bias.
+                          float s[binary_conv_impl::k_tile_m];
+                          for (index_t i = 0; i < count; ++i) s[i] = stage.apply_alpha ? alphas[o0 + i] * kk : kk;
+                          if (os == 1 && biases != nullptr)
+                            for (index_t i = 0; i < count; ++i) dst[i] = s[i] * static_cast<float>(d[i]) + biases[o0 + i];
+                          else if (os == 1)
+                            for (index_t i = 0; i < count; ++i) dst[i] = s[i] * static_cast<float>(d[i]) + 0.0f;
+                          else
+                            for (index_t i = 0; i < count; ++i)
+                              dst[i * os] = xnor_impl::apply(d[i], s[i], 1.0f, biases ? biases[o0 + i] : 0.0f, true);
                         });
 }
 
