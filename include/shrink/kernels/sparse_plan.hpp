@@ -25,9 +25,7 @@ namespace shrink::kernels {
 /// AVX2 gathers take) and one value of type V per entry: float (fp32), std::int8_t (int8,
 /// with `row_scale`) or std::uint8_t (an index into `table`, the codebook). Every format
 /// (CSR, N:M, BSR) is lowered to this shape once by make_plan(); the kernels then never
-/// allocate and never check bounds again (make_plan validated them). `gather_end[i]` is
-/// the end of row i's leading entries whose column is <= cols - 4 (the int8 SpMV gathers
-/// 4 bytes at x + col; the rest of the row runs scalar so no byte past x is read).
+/// allocate and never check bounds again (make_plan validated them).
 /// docs/sparse.md, "Plans", gives the layout and its byte cost.
 template <class V>
 struct sparse_plan {
@@ -38,7 +36,6 @@ struct sparse_plan {
   aligned_buffer<float> table;        ///< codebook: 32 entries at least, zero-padded
   index_t table_size = 0;             ///< codebook: real number of centroids
   aligned_buffer<float> row_scale;    ///< int8: w = row_scale[i] * q
-  aligned_buffer<std::uint32_t> gather_end;  ///< int8: see above
   /// Entries come in runs of `run` consecutive columns starting at a multiple of `run`
   /// (BSR 1xc / rxc plans: run = c; CSR: 1). SpMV loads x for a run of 4 in one go.
   index_t run = 1;
@@ -49,7 +46,7 @@ struct sparse_plan {
   [[nodiscard]] index_t nnz() const noexcept { return static_cast<index_t>(values.size()); }
   [[nodiscard]] std::size_t bytes() const noexcept {
     return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + table.size_bytes() +
-           row_scale.size_bytes() + gather_end.size_bytes();
+           row_scale.size_bytes();
   }
 };
 
@@ -172,19 +169,13 @@ inline sparse_plan_codebook make_plan(const sparse::csr_codebook& a) {
   return p;
 }
 
-/// Lowers CSR int8: keeps the int8 values and row scales, records each row's gather-safe end.
+/// Lowers CSR int8: keeps the int8 values and row scales.
 inline sparse_plan_int8 make_plan(const sparse::csr_int8& a) {
   // 127 * 128 * 131072 = 2^31 - 2^24: no int32 sum of a row can overflow below this width.
   SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, "make_plan(csr_int8): ", a.cols(),
                  " columns; exact int32 accumulation needs at most 131072");
   auto p = sparse_detail::lower_csr<std::int8_t>(a);
   p.row_scale = aligned_buffer<float>(a.row_scales());
-  p.gather_end = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()));
-  for (index_t i = 0; i < a.rows(); ++i) {
-    std::uint32_t k = p.row_ptr[static_cast<std::size_t>(i)];
-    while (k < p.row_ptr[static_cast<std::size_t>(i) + 1] && static_cast<index_t>(p.col[k]) + 4 <= a.cols()) ++k;
-    p.gather_end[static_cast<std::size_t>(i)] = k;
-  }
   return p;
 }
 
