@@ -688,6 +688,12 @@ SHRINK_TARGET_AVX2 inline bool bsr_copy_columns(const float* w, index_t ws, cons
     for (index_t y = 0; y < r; ++y) {
       float* row = tmp + y * k_pitch;
       index_t k = 0;
+      // The r rows are r concurrent streams, too many for the hardware prefetcher: fetch the
+      // next window of this row while compressing this one.
+      if (j0 + 2 * k_window <= ncols) {
+        for (index_t p = 0; p < k_window; p += 16) _mm_prefetch(reinterpret_cast<const char*>(w + y * ws + j0 + k_window + p), _MM_HINT_T0);
+        for (index_t p = 0; p < k_window; p += 64) _mm_prefetch(reinterpret_cast<const char*>(m + y * ms + j0 + k_window + p), _MM_HINT_T0);
+      }
       for (index_t sw = 0; sw < subs; ++sw) {
         const __m128i mb = load_bytes8(m + y * ms + j0 + 8 * sw, jn - 8 * sw);
         const __m256 v = load_floats8(w + y * ws + j0 + 8 * sw, jn - 8 * sw);
