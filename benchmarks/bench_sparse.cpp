@@ -167,7 +167,6 @@ void register_all() {
     benchmark::RegisterBenchmark(name("spmv_csr_f32", "shrink", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
       const auto plan = k::make_spmv_plan(sp::csr_f32::from_dense(wview(), mview(s)));
       run_spmv(st, plan, static_cast<double>(plan.nnz()));
-      st.counters["plan_MB"] = static_cast<double>(plan.bytes()) / 1e6;
     });
     for (auto [layout, lname] : {std::pair{k::spmv_layout::index16, "shrink_index16"},
                                  std::pair{k::spmv_layout::bitmap, "shrink_bitmap"}})
