@@ -185,3 +185,15 @@ TEST_CASE("codes at the saturation ends and exact ties per group of 32 on every 
     }
   });
 }
+
+TEST_CASE("a failed quantize_into into a result of another shape leaves that result unchanged") {
+  const auto a = testing::normal_floats(4 * 40, 3);
+  auto b = testing::normal_floats(5 * 33, 4);
+  b[100] = std::numeric_limits<float>::quiet_NaN();
+  const options o{quant::k_int4_symmetric, granularity::per_group(32)};
+  auto q = quant::quantize(tensor_view<const float, 2>(a.data(), shape<2>{4, 40}), o);
+  const auto before = q;
+  REQUIRE_THROWS_AS(quant::quantize_into(tensor_view<const float, 2>(b.data(), shape<2>{5, 33}), o, {}, q), shrink::error);
+  CHECK(q.dims() == before.dims());
+  CHECK(same_bytes(q, before));
+}

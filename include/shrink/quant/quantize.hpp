@@ -510,7 +510,14 @@ inline void quantize_contiguous(const float* data, const std::vector<index_t>& d
   const scheme s = o.quant_scheme;
   s.validate(who);
   const granularity g = resolve(o.quant_granularity, dims, who);
-  if (!(out.dims() == dims && out.quant_scheme() == s && out.quant_granularity() == g)) out = quantized(dims, s, g, uninitialized);  // every byte is written below
+  if (!(out.dims() == dims && out.quant_scheme() == s && out.quant_granularity() == g)) {
+    // New storage is not zero-filled (every byte is written below), and is handed over only
+    // once complete: an error (a NaN weight) leaves `out` as it was, never half-written.
+    quantized fresh(dims, s, g, uninitialized);
+    quantize_contiguous(data, dims, o, given, fresh);
+    out = std::move(fresh);
+    return;
+  }
   SHRINK_REQUIRE(out.size() > 0, errc::empty_input, who, ": the tensor is empty; expected at least one element");
   const index_t rows = out.rows(), cols = out.cols(), rank = static_cast<index_t>(dims.size());
   const int qmin = s.qmin(), qmax = s.qmax(), sb = s.storage_bits();
