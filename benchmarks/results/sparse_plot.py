@@ -20,6 +20,7 @@ dense = {1: rows.get('gemv_f32/eigen/4096x4096'), 8: rows.get('gemm_f32/eigen/40
          64: rows.get('gemm_f32/eigen/4096x4096x64')}
 series = [  # label, name pattern (with {s}), batch
     ('CSR fp32, batch 1', 'spmv_csr_f32/shrink/4096x4096_s{s}', 1),
+    ('CSR fp32 general plan (gathers), batch 1', 'spmv_csr_f32/shrink_gather/4096x4096_s{s}', 1),
     ('CSR fp32, batch 8', 'spmm_csr_f32/shrink/4096x4096x8_s{s}', 8),
     ('CSR fp32, batch 64', 'spmm_csr_f32/shrink/4096x4096x64_s{s}', 64),
     ('CSR int8, batch 1', 'spmv_csr_int8/shrink/4096x4096_s{s}', 1),
