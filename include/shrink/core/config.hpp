@@ -66,5 +66,7 @@ using index_t = std::ptrdiff_t;
 #include <simde/x86/avx512.h>
 // AVX-VNNI's 256-bit vpdpbusd has its own intrinsic name; SIMDe models it as the AVX512VL form.
 #define _mm256_dpbusd_avx_epi32 simde_mm256_dpbusd_epi32
+// SIMDe 0.7.4 defines simde_mm512_shuffle_i64x2 but not its native alias.
+#define _mm512_shuffle_i64x2 simde_mm512_shuffle_i64x2
 #endif
 #endif
