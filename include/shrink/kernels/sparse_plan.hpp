@@ -1,8 +1,7 @@
-// sparse_plan.hpp: the explicit preprocessing step that turns a sparse format into the row-program layout the sparse kernels run.
+// sparse_plan.hpp: the explicit preprocessing steps: make_plan (any format to the row-program layout of SpMM) and make_spmv_plan (CSR fp32 to a batch-1 layout).
 #pragma once
 
 #include <algorithm>
-#include <bit>
 #include <cstdint>
 #include <cstring>
 #include <span>
