@@ -139,8 +139,9 @@ SHRINK_TARGET_AVX2 inline void tile_avx2_rows(const std::uint8_t* a, index_t a_s
 // ---- avx2 GEMV (M = 1): the whole run is one pass over W, so it is bound by how fast one
 // core pulls W from DRAM. One sequential stream per panel left the core's prefetchers
 // short of misses in flight (≈ 16 GB/s); here the panel's depth is cut into 4 segments read
-// at once (4 streams of 32 KiB for K = 8192), each with a software prefetch 512 bytes ahead,
-// all adding into the same 4 accumulators (same outputs). Exact as tile_avx2_rows.
+// at once (4 streams of 32 KiB for K = 8192), each with a software prefetch 512 bytes ahead
+// into L1 and one of the next panel at the same offset into L2 (≈ 20 → 26 GB/s CPU-time
+// under load), all adding into the same 4 accumulators (same outputs). Exact as tile_avx2_rows.
 inline constexpr index_t k_gemv_streams = 4;
 inline constexpr index_t k_gemv_prefetch = 512;
 
@@ -164,6 +165,7 @@ SHRINK_TARGET_AVX2 inline void gemv_avx2(const std::uint8_t* a, const std::int8_
       const index_t qq = t * seg + q;
       const std::int8_t* wq = panel + qq * 64;
       _mm_prefetch(reinterpret_cast<const char*>(wq + k_gemv_prefetch), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(wq + quads * 64), _MM_HINT_T1);  // next panel, into L2
       gemv_avx2_step(a16 + 4 * qq, wq, s);
     }
   }
