@@ -202,6 +202,16 @@ void register_all() {
             run_spmm(st, plan, static_cast<double>(plan.nnz()), batch);
           });
     benchmark::RegisterBenchmark(name("spmv_csr_int8", "shrink", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
+      const auto plan = k::make_spmv_plan(sp::csr_int8::from_dense(wview(), mview(s)));
+      const auto x = int8s(static_cast<std::size_t>(k_n), 4);
+      std::vector<std::int32_t> y(static_cast<std::size_t>(k_n));
+      for (auto _ : st) {
+        k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), k_one);
+        benchmark::DoNotOptimize(y.data());
+      }
+      bench::set_ops(st, 2.0 * static_cast<double>(plan.nnz()));
+    });
+    benchmark::RegisterBenchmark(name("spmv_csr_int8", "shrink_general", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
       const auto plan = k::make_plan(sp::csr_int8::from_dense(wview(), mview(s)));
       const auto x = int8s(static_cast<std::size_t>(k_n), 4);
       std::vector<std::int32_t> y(static_cast<std::size_t>(k_n));

@@ -331,4 +331,67 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   return p;
 }
 
+/// A CSR int8 matrix re-laid out for y = W·x alone (batch 1, int8 x, exact int32 y):
+/// `bitmap` (one bit per column + packed int8 values: 1 B per kept weight + cols/8 B per
+/// row, read 16 columns per step with one pshufb) or `index32` (u32 columns + int8
+/// values, x bytes inserted into lanes). automatic: bitmap from 25 % density, as fp32.
+struct spmv_plan_int8 {
+  index_t rows = 0, cols = 0, entries = 0;
+  spmv_layout layout = spmv_layout::index32;
+  aligned_buffer<std::uint32_t> row_ptr{1};  ///< first entry of row i
+  aligned_buffer<std::uint32_t> col;         ///< index32
+  aligned_buffer<std::int8_t> values;        ///< + 16 zero bytes (the bitmap kernel reads up to 15 past an entry)
+  aligned_buffer<std::uint64_t> bits;        ///< bitmap: rows x words
+  index_t words = 0;
+  aligned_buffer<float> row_scale;           ///< w = row_scale[i] * q, as in csr_int8
+
+  [[nodiscard]] index_t nnz() const noexcept { return entries; }
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes();
+  }
+};
+
+/// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap; index16 is
+/// fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums are exact.
+inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layout = spmv_layout::automatic) {
+  const char* who = "make_spmv_plan(csr_int8)";
+  SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, who, ": ", a.cols(),
+                 " columns; exact int32 accumulation needs at most 131072");
+  SHRINK_REQUIRE(layout != spmv_layout::index16, errc::unsupported, who, ": index16 is an fp32 layout; use ",
+                 "automatic, index32 or bitmap");
+  const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
+  if (layout == spmv_layout::automatic) {
+    const double total = static_cast<double>(rows) * static_cast<double>(cols);
+    layout = (total > 0 && static_cast<double>(nnz) >= 0.25 * total) ? spmv_layout::bitmap : spmv_layout::index32;
+  }
+  const auto rp = a.row_ptr();
+  SHRINK_REQUIRE(rp.size() == static_cast<std::size_t>(rows) + 1 && rp[static_cast<std::size_t>(rows)] ==
+                     static_cast<std::uint32_t>(nnz),
+                 errc::format, who, ": row pointers do not end at the ", nnz, " stored entries");
+  spmv_plan_int8 p;
+  p.rows = rows;
+  p.cols = cols;
+  p.entries = nnz;
+  p.layout = layout;
+  p.row_ptr = aligned_buffer<std::uint32_t>(rp);
+  p.row_scale = aligned_buffer<float>(a.row_scales());
+  p.values = aligned_buffer<std::int8_t>(static_cast<std::size_t>(nnz) + 16, uninitialized);
+  sparse_detail::prefer_huge_pages(p.values.data(), p.values.size_bytes());
+  std::copy(a.values().begin(), a.values().end(), p.values.begin());
+  std::fill(p.values.begin() + nnz, p.values.end(), std::int8_t{0});
+  if (layout == spmv_layout::index32) {
+    p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(nnz));
+    for (index_t k = 0; k < nnz; ++k) p.col[static_cast<std::size_t>(k)] = static_cast<std::uint32_t>(a.col_idx()[k]);
+    return p;
+  }
+  p.words = (cols + 63) / 64;
+  p.bits = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * p.words));
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t k = rp[static_cast<std::size_t>(i)]; k < static_cast<index_t>(rp[static_cast<std::size_t>(i) + 1]); ++k) {
+      const index_t j = a.col_idx()[k];
+      p.bits[static_cast<std::size_t>(i * p.words + j / 64)] |= std::uint64_t{1} << (j % 64);
+    }
+  return p;
+}
+
 }  // namespace shrink::kernels

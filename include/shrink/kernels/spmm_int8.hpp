@@ -1,7 +1,9 @@
 // spmm_int8.hpp: y = W·x and Y = W·X for int8-valued sparse plans with int8 activations and exact int32 outputs, every ISA path.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <bit>
 #include <cstdint>
 #include <span>
 
@@ -245,6 +247,126 @@ inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k
 
 }  // namespace spmm_int8_impl
 
+// ---- batch-1 int8 plans (make_spmv_plan of csr_int8): exact int32 sums on every path.
+namespace spmv_int8_impl {
+
+using rows_fn = void (*)(const spmv_plan_int8&, const std::int8_t*, std::int32_t*, index_t, index_t);
+
+inline void rows_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i) {
+    const std::int8_t* v = p.values.data() + p.row_ptr[static_cast<std::size_t>(i)];
+    std::int32_t s = 0;
+    if (p.layout == spmv_layout::index32) {
+      const index_t n = p.row_ptr[static_cast<std::size_t>(i) + 1] - p.row_ptr[static_cast<std::size_t>(i)];
+      const std::uint32_t* c = p.col.data() + p.row_ptr[static_cast<std::size_t>(i)];
+      for (index_t k = 0; k < n; ++k) s += std::int32_t{v[k]} * std::int32_t{x[c[k]]};
+    } else {
+      for (index_t w = 0; w < p.words; ++w)
+        for (std::uint64_t q = p.bits[static_cast<std::size_t>(i * p.words + w)]; q != 0; q &= q - 1)
+          s += std::int32_t{*v++} * std::int32_t{x[64 * w + std::countr_zero(q)]};
+    }
+    y[i] = s;
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+/// Byte l of entry m: the rank of bit l among m's set bits, or 0x80 (pshufb writes 0) when
+/// bit l is clear; `high` adds 8 (the second 8 bytes of the shuffled register).
+struct byte_expand_table {
+  alignas(8) std::uint8_t low[256][8];
+  alignas(8) std::uint8_t high[256][8];
+};
+consteval byte_expand_table make_byte_expand_table() {
+  byte_expand_table t{};
+  for (int m = 0; m < 256; ++m) {
+    int at = 0;
+    for (int l = 0; l < 8; ++l) {
+      const bool on = (m >> l & 1) != 0;
+      t.low[m][l] = on ? static_cast<std::uint8_t>(at) : std::uint8_t{0x80};
+      t.high[m][l] = on ? static_cast<std::uint8_t>(at + 8) : std::uint8_t{0x80};
+      at += on ? 1 : 0;
+    }
+  }
+  return t;
+}
+inline constexpr byte_expand_table k_byte_expand = make_byte_expand_table();
+
+// Bitmap rows, 16 columns per step: the kept bytes of the two 8-column halves are loaded
+// (8 bytes each, the second at the first half's popcount), one pshufb spreads them to
+// their columns with zeros elsewhere, and vpmaddwd multiplies them with the 16 contiguous
+// x bytes (sign-extended to int16) into 8 int32 lanes. Columns past the last multiple of
+// 16 run scalar. No x byte outside [0, cols) is read.
+SHRINK_TARGET_AVX2 inline void bitmap_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
+                                           index_t r1) {
+  const index_t steps = p.cols / 16;
+  for (index_t i = r0; i < r1; ++i) {
+    const auto* mb = reinterpret_cast<const unsigned char*>(p.bits.data() + i * p.words);  // little-endian bytes
+    const std::int8_t* v = p.values.data() + p.row_ptr[static_cast<std::size_t>(i)];
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    index_t g = 0;
+    for (; g + 2 <= steps; g += 2) {
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const unsigned m0 = mb[2 * (g + h)], m1 = mb[2 * (g + h) + 1];
+        const unsigned c0 = static_cast<unsigned>(_mm_popcnt_u32(m0));
+        const __m128i ctrl = _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(k_byte_expand.low[m0])),
+                                                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(k_byte_expand.high[m1])));
+        const __m128i packed = _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(v)),
+                                                  _mm_loadl_epi64(reinterpret_cast<const __m128i*>(v + c0)));
+        const __m256i w = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(packed, ctrl));
+        const __m256i xv =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + 16 * (g + h))));
+        if (h == 0)
+          a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(w, xv));
+        else
+          a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(w, xv));
+        v += c0 + static_cast<unsigned>(_mm_popcnt_u32(m1));
+      }
+    }
+    std::int32_t s = x86::hsum(_mm256_add_epi32(a0, a1));
+    for (index_t j = 16 * g; j < p.cols; ++j)  // the last odd step and the columns past it
+      if ((mb[j / 8] >> (j % 8)) & 1u) s += std::int32_t{*v++} * std::int32_t{x[j]};
+    y[i] = s;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void index32_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
+                                            index_t r1) {
+  const std::uint32_t* col = p.col.data();
+  const std::int8_t* val = p.values.data();
+  for (index_t i = r0; i < r1; ++i) {
+    index_t k = p.row_ptr[static_cast<std::size_t>(i)];
+    const index_t k1 = p.row_ptr[static_cast<std::size_t>(i) + 1];
+    __m256i a0 = _mm256_setzero_si256();
+    for (; k + 16 <= k1; k += 16) {
+      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(val + k)));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(spmm_int8_impl::x16_avx2(x, col + k)), w0));
+    }
+    std::int32_t s = x86::hsum(a0);
+    for (; k < k1; ++k) s += std::int32_t{val[k]} * std::int32_t{x[col[k]]};
+    y[i] = s;
+  }
+}
+
+SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
+                                         index_t r1) {
+  if (p.layout == spmv_layout::bitmap) return bitmap_avx2(p, x, y, r0, r1);
+  index32_avx2(p, x, y, r0, r1);
+}
+#endif
+
+// generic = the scalar rows (integer sums are exact in any order; the work is the x access).
+inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_rows{{
+    {isa::reference, 0, rows_reference},
+    {isa::generic, 0, rows_reference},
+#if SHRINK_HAS_X86_PATHS
+    {isa::avx2, 0, rows_avx2},
+    {isa::avx512, 0, rows_avx2},
+#endif
+}};
+
+}  // namespace spmv_int8_impl
+
 /// y = W·x for an int8 plan (make_plan of csr_int8) and int8 activations; exact int32
 /// sums Σ q·x (apply row_scale and the activation scale afterwards).
 inline void spmv(const sparse_plan_int8& w, std::span<const std::int8_t> x, std::span<std::int32_t> y,
@@ -261,6 +383,22 @@ inline void spmm(const sparse_plan_int8& w, const_view<std::int8_t, 2> x, tensor
   const auto fn = select(spmm_int8_impl::k_rows);
   sparse_detail::for_row_ranges(ctx, w, [&](index_t r0, index_t r1) {
     fn(w, x.data(), x.stride(0), y.data(), y.stride(0), x.extent(1), r0, r1);
+  });
+}
+
+/// y = W·x for a batch-1 int8 plan (make_spmv_plan of csr_int8): exact int32 Σ q·x.
+inline void spmv(const spmv_plan_int8& w, std::span<const std::int8_t> x, std::span<std::int32_t> y,
+                 const context& ctx = {}) {
+  sparse_detail::check_spmv(w.rows, w.cols, x.size(), y.size());
+  const auto fn = select(spmv_int8_impl::k_rows);
+  const index_t parts = std::min<index_t>(ctx.resolved_threads(), std::max<index_t>(w.rows, 1));
+  if (parts <= 1) return fn(w, x.data(), y.data(), 0, w.rows);
+  parallel_for(ctx, 0, parts, 1, [&](index_t b, index_t e) {
+    for (index_t part = b; part < e; ++part) {
+      const index_t r0 = sparse_detail::balanced_row(w.row_ptr.span(), w.rows, part, parts);
+      const index_t r1 = sparse_detail::balanced_row(w.row_ptr.span(), w.rows, part + 1, parts);
+      if (r0 < r1) fn(w, x.data(), y.data(), r0, r1);
+    }
   });
 }
 

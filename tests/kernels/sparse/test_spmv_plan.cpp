@@ -1,9 +1,10 @@
-// test_spmv_plan.cpp: batch-1 SpMV plans (index16, index32, bitmap layouts) on every ISA path against a dense double oracle, inf in pruned columns, threads, bad input.
+// test_spmv_plan.cpp: batch-1 SpMV plans (fp32 index16/index32/bitmap, int8 index32/bitmap) on every ISA path against dense oracles, inf in pruned columns, threads, bad input.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <shrink/kernels/spmm_csr.hpp>
+#include <shrink/kernels/spmm_int8.hpp>
 #include <shrink/sparse.hpp>
 #include <support/isa.hpp>
 #include <support/random.hpp>
@@ -162,4 +163,59 @@ TEST_CASE("spmv plan: malformed CSR never reaches a plan, bad shapes and layouts
   wx[69999] = 3.0f;
   k::spmv(wplan, std::span<const float>(wx), std::span<float>(wy));
   CHECK(wy[0] == 6.0f);
+}
+
+TEST_CASE("spmv int8 plan: index32 and bitmap are bit-exact int32 on every path, extremes included") {
+  const k::spmv_layout layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index32, k::spmv_layout::bitmap};
+  for (index_t cols : {5, 17, 40, 63, 83, 130, 700}) {
+    for (double keep : {0.05, 0.4, 0.9}) {
+      const index_t rows = 30;
+      auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 60 + static_cast<std::uint64_t>(cols));
+      const auto m = test_mask(rows, cols, keep, 61 + static_cast<std::uint64_t>(cols));
+      for (index_t j = 0; j < cols; ++j) q[static_cast<std::size_t>(13 * cols + j)] = -128;  // the full row: extremes
+      auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols), 62);
+      x[0] = -128;
+      x[static_cast<std::size_t>(cols - 1)] = -128;
+      const std::vector<float> scales(static_cast<std::size_t>(rows), 0.25f);
+      const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                                  const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+      // the oracle: Σ q·x over kept entries, straight from the dense arrays
+      std::vector<std::int32_t> expected(static_cast<std::size_t>(rows), 0);
+      for (index_t i = 0; i < rows; ++i)
+        for (index_t j = 0; j < cols; ++j)
+          if (m[static_cast<std::size_t>(i * cols + j)])
+            expected[static_cast<std::size_t>(i)] +=
+                int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j)]};
+      for (auto layout : layouts) {
+        const auto plan = k::make_spmv_plan(a, layout);
+        CHECK(plan.nnz() == a.nnz());
+        testing::for_each_isa([&](k::isa) {
+          INFO("cols " << cols << " keep " << keep << " layout " << static_cast<int>(layout));
+          std::vector<std::int32_t> y(static_cast<std::size_t>(rows), 7);
+          k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), context{1});
+          REQUIRE(y == expected);
+          std::vector<std::int32_t> y3(y.size(), 7);
+          k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y3), context{3});
+          REQUIRE(y3 == expected);
+        });
+      }
+    }
+  }
+}
+
+TEST_CASE("spmv int8 plan: index16, too many columns and bad shapes are errors") {
+  std::vector<float> w{1, 0, 2, 0, 3, 0};
+  const std::vector<std::uint8_t> m{1, 0, 1, 0, 1, 0};
+  const auto a = sp::csr_int8::from_dense(const_view<float, 2>(w.data(), shape<2>{2, 3}),
+                                          const_view<std::uint8_t, 2>(m.data(), shape<2>{2, 3}));
+  CHECK_THROWS_AS(k::make_spmv_plan(a, k::spmv_layout::index16), shrink::error);
+  const auto plan = k::make_spmv_plan(a);
+  CHECK(plan.layout == k::spmv_layout::bitmap);  // 3 of 6 kept
+  std::vector<std::int8_t> x(3), big(4);
+  std::vector<std::int32_t> y(2), ybig(3);
+  CHECK_THROWS_AS(k::spmv(plan, std::span<const std::int8_t>(big), std::span<std::int32_t>(y)), shrink::error);
+  CHECK_THROWS_AS(k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(ybig)), shrink::error);
+  const auto wide = sp::csr_int8::from_raw(1, 131073, std::vector<std::uint32_t>{0, 1}, std::vector<std::uint32_t>{5},
+                                           std::vector<std::int8_t>{1}, std::vector<float>{1.0f});
+  CHECK_THROWS_AS(k::make_spmv_plan(wide), shrink::error);
 }
