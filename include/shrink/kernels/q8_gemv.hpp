@@ -629,6 +629,53 @@ SHRINK_TARGET_AVX2 inline void cb_avx2_rows(const q8_activations& x, const packe
   for (int r = 0; r < R; ++r) y[n + r] = cb_finish(x, w, n + r, x86::hsum(acc[r]));
 }
 
+// ---- avx_vnni: as cb_avx2_rows, with vpdpbusd (|q| u8 × c·sign(q) s8, four products per
+// int32 lane, no saturation) in place of vpmaddubsw + vpmaddwd + add. SIMDe-checked only.
+template <int R, bool PerRow>
+SHRINK_TARGET_AVX_VNNI inline void cb_avx_vnni_rows(const q8_activations& x, const packed_codebook_q8_weights& w,
+                                                    index_t n, float* y) {
+  constexpr int T = PerRow ? R : 1;
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i table[T], acc[R];
+  const std::uint8_t* rows[R];
+#pragma GCC unroll 8
+  for (int t = 0; t < T; ++t)
+    table[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.codebook(n + t))));
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    acc[r] = _mm256_setzero_si256();
+    rows[r] = w.indices.data() + (n + r) * w.depth_padded / 2;
+  }
+  for (index_t k = 0; k < w.depth_padded; k += 64) {
+    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
+    const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
+    const __m256i axl = _mm256_abs_epi8(xl), axh = _mm256_abs_epi8(xh);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + R * w.depth_padded / 2 + k / 2), _MM_HINT_T1);
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k / 2));
+      const __m256i tb = table[PerRow ? r : 0];
+      const __m256i wl = _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4));
+      const __m256i wh = _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], axl, _mm256_sign_epi8(wl, xl));
+      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], axh, _mm256_sign_epi8(wh, xh));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) y[n + r] = cb_finish(x, w, n + r, x86::hsum(acc[r]));
+}
+
+inline void cb_avx_vnni(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0, index_t n1,
+                        float* y) {
+  index_t n = n0;
+  if (w.per_row) {
+    for (; n + 4 <= n1; n += 4) cb_avx_vnni_rows<4, true>(x, w, n, y);
+  } else {
+    for (; n + 8 <= n1; n += 8) cb_avx_vnni_rows<8, false>(x, w, n, y);
+  }
+  for (; n < n1; ++n) cb_avx_vnni_rows<1, true>(x, w, n, y);
+}
+
 SHRINK_TARGET_AVX2 inline void cb_avx2(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n0,
                                        index_t n1, float* y) {
   index_t n = n0;
@@ -641,11 +688,12 @@ SHRINK_TARGET_AVX2 inline void cb_avx2(const q8_activations& x, const packed_cod
 }
 #endif
 
-inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_cb{{
+inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_cb{{
     {isa::reference, 0, cb_reference},
     {isa::generic, 0, cb_generic},
 #if SHRINK_HAS_X86_PATHS
     {isa::avx2, 0, cb_avx2},
+    {isa::avx_vnni, 0, cb_avx_vnni},
 #endif
 }};
 
