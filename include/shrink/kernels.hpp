@@ -10,6 +10,7 @@
 #include "kernels/lut_gemv.hpp"
 #include "kernels/output_stage.hpp"
 #include "kernels/weight_only_gemv.hpp"
+#include "kernels/q8_gemv.hpp"
 #include "kernels/x86_reduce.hpp"
 #include "kernels/sparse_plan.hpp"
 #include "kernels/spmm_csr.hpp"
