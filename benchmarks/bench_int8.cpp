@@ -49,8 +49,12 @@ std::string shape_name(index_t m, index_t n, index_t k) {
   return std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k);
 }
 
-void gemm_shrink(benchmark::State& state, index_t m, index_t n, index_t k, int threads) {
-  const auto a = fill<std::uint8_t>(static_cast<std::size_t>(m * k), 1);
+// `u7`: activations in [0, 127] (PyTorch/FBGEMM reduce_range), where the AVX2 path may use
+// the exact vpmaddubsw kernel.
+void gemm_shrink(benchmark::State& state, index_t m, index_t n, index_t k, int threads, bool u7 = false) {
+  auto a = fill<std::uint8_t>(static_cast<std::size_t>(m * k), 1);
+  if (u7)
+    for (auto& v : a) v = static_cast<std::uint8_t>(v >> 1);
   const auto w = fill<std::int8_t>(static_cast<std::size_t>(n * k), 2);
   const auto packed = shrink::kernels::pack_s8_weights(
       shrink::tensor_view<const std::int8_t, 2>(w.data(), shrink::shape<2>{n, k}));
@@ -210,6 +214,10 @@ struct shape3 {
         ->UseRealTime();
 #endif
   }
+  benchmark::RegisterBenchmark("gemm_u8s8s32/shrink_u7/2048x2048x2048",
+                               [](benchmark::State& st) { gemm_shrink(st, 2048, 2048, 2048, 1, true); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("gemm_u8s8s32/shrink_2threads/2048x2048x2048",
                                [](benchmark::State& st) { gemm_shrink(st, 2048, 2048, 2048, 2); })
       ->Unit(benchmark::kMillisecond)

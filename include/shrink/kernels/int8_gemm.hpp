@@ -38,6 +38,16 @@ using gemv_fn = void (*)(const std::uint8_t* a, const std::int8_t* panel, index_
 using tile_pair_fn = void (*)(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel0,
                               index_t panel_stride, index_t quads, std::int32_t* acc);
 
+/// Widens `quads` quads of a panel (64 bytes each) into the s16 depth-pair layout the
+/// wide kernel reads: pair t (depths 2t, 2t+1) is 32 int16, output c's two weights at
+/// [2c, 2c+2) (docs/kernels.md, "AVX2: widened panel chunks").
+using widen_fn = void (*)(const std::int8_t* panel, index_t quads, std::int16_t* wide);
+
+/// acc[r][c] (+)= Σ_t a[r][2t]·wide[t][c][0] + a[r][2t+1]·wide[t][c][1] for r < rows, c < 16;
+/// `a` is int16, rows `a_stride` elements apart; `add` keeps what acc holds (K chunks).
+using wide_fn = void (*)(const std::int16_t* a, index_t a_stride, index_t rows, const std::int16_t* wide,
+                         index_t pairs, std::int32_t* acc, bool add);
+
 struct tile_kernel {
   tile_fn fn;
   index_t mr;  ///< rows per call (register blocking)
@@ -45,6 +55,10 @@ struct tile_kernel {
   gemv_fn gemv = nullptr;  ///< dedicated M = 1 kernel, if any
   tile_pair_fn pair = nullptr;  ///< two-panel kernel, if any (used for M > 1 where two panels remain)
   index_t mr_pair = 0;          ///< rows per call of `pair`
+  widen_fn widen = nullptr;     ///< with `wide`: panels widened once per K chunk (AVX2, M >= k_wide_min_rows)
+  wide_fn wide = nullptr;
+  index_t mr_wide = 0;          ///< rows per call of `wide` and of `u7`
+  tile_fn u7 = nullptr;         ///< u8 activations all <= 127 (exact vpmaddubsw), M >= 2
 };
 
 inline constexpr index_t k_max_mr = 8;
@@ -184,6 +198,120 @@ inline void tile_avx2(const std::uint8_t* a, index_t a_stride, index_t rows, con
   }
 }
 
+// ---- avx2, widened panel chunks (M >= k_wide_min_rows). The per-quad kernel above spends
+// a vpmovsxbw per 4 vpmaddwd and an 8-byte broadcast, so its multiply port idles. Here a
+// chunk of k_wide_kc depths of one panel is widened to int16 once (widen_panel_avx2, into
+// an 8 KiB L1-resident buffer) in a layout where one ymm holds 8 outputs × 2 depths; every
+// 6-row tile of the activation block then runs pure vpbroadcastd (from memory) + vpmaddwd
+// + vpaddd: 6 rows × 2 ymm = 12 accumulators + 2 weights + 1 broadcast = 15 ymm, no
+// shuffle or hadd in the loop, 12 vpmaddwd per 2 weight loads + 6 broadcasts. Exact for the
+// same reason as above (s16 × s16 pairs summed in int32). The widening costs one pass per
+// (panel, chunk, row block), ≈ 1/10 of the multiplies for 64-row blocks.
+inline constexpr index_t k_wide_kc = 256;        ///< depths per chunk (multiple of 4): 8 KiB of int16 weights
+inline constexpr index_t k_wide_max_rows = 96;   ///< rows per block (the int32 accumulator block: 6 KiB)
+inline constexpr index_t k_wide_min_rows = 6;    ///< below this the per-quad kernel is cheaper than widening
+
+SHRINK_TARGET_AVX2 inline void widen_panel_avx2(const std::int8_t* panel, index_t quads, std::int16_t* wide) {
+  for (index_t q = 0; q < quads; ++q) {
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {  // outputs 8h .. 8h+7
+      const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64 + 32 * h));
+      // Each 64-bit group is one output's 4 depths as int16: [d0 d1 | d2 d3].
+      const __m256 lo = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(b)));       // outputs 0..3
+      const __m256 hi = _mm256_castsi256_ps(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(b, 1)));  // outputs 4..7
+      // shufps picks the {d0 d1} (or {d2 d3}) dwords: output order 0 1 4 5 | 2 3 6 7;
+      // vpermq 0xD8 restores 0..7.
+      const __m256i p0 = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8);
+      const __m256i p1 = _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wide + (2 * q) * 32 + 16 * h), p0);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(wide + (2 * q + 1) * 32 + 16 * h), p1);
+    }
+  }
+}
+
+template <int R>
+SHRINK_TARGET_AVX2 inline void tile_avx2_wide_rows(const std::int16_t* a, index_t a_stride, const std::int16_t* wide,
+                                                    index_t pairs, std::int32_t* acc, bool add) {
+  __m256i s0[R], s1[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    s0[r] = add ? _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 16)) : _mm256_setzero_si256();
+    s1[r] = add ? _mm256_load_si256(reinterpret_cast<const __m256i*>(acc + r * 16 + 8)) : _mm256_setzero_si256();
+  }
+  for (index_t t = 0; t < pairs; ++t) {
+    const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wide + t * 32));
+    const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wide + t * 32 + 16));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int pair;
+      std::memcpy(&pair, a + r * a_stride + 2 * t, 4);
+      const __m256i ab = _mm256_set1_epi32(pair);
+      s0[r] = _mm256_add_epi32(s0[r], _mm256_madd_epi16(w0, ab));
+      s1[r] = _mm256_add_epi32(s1[r], _mm256_madd_epi16(w1, ab));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc + r * 16), s0[r]);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), s1[r]);
+  }
+}
+
+inline void tile_avx2_wide(const std::int16_t* a, index_t a_stride, index_t rows, const std::int16_t* wide,
+                           index_t pairs, std::int32_t* acc, bool add) {
+  switch (rows) {
+    case 1: tile_avx2_wide_rows<1>(a, a_stride, wide, pairs, acc, add); break;
+    case 2: tile_avx2_wide_rows<2>(a, a_stride, wide, pairs, acc, add); break;
+    case 3: tile_avx2_wide_rows<3>(a, a_stride, wide, pairs, acc, add); break;
+    case 4: tile_avx2_wide_rows<4>(a, a_stride, wide, pairs, acc, add); break;
+    case 5: tile_avx2_wide_rows<5>(a, a_stride, wide, pairs, acc, add); break;
+    default: tile_avx2_wide_rows<6>(a, a_stride, wide, pairs, acc, add); break;
+  }
+}
+
+// ---- avx2, activations all <= 127 (PyTorch/FBGEMM reduce_range): vpmaddubsw is exact then,
+// |a0·w0 + a1·w1| <= 127·128·2 = 32512 < 32767, so one vpmaddubsw + one vpmaddwd by ones
+// sum 4 depths into an int32 lane straight from the packed s8 panel (no widening; u8
+// activations, half the bytes). run() checks every activation before choosing it: a single
+// value >= 128 could saturate (255·127·2 > 32767) and takes the exact paths instead.
+template <int R>
+SHRINK_TARGET_AVX2 inline void tile_avx2_u7_rows(const std::uint8_t* a, index_t a_stride, const std::int8_t* panel,
+                                                  index_t quads, std::int32_t* acc) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256i s0[R], s1[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_si256();
+  for (index_t q = 0; q < quads; ++q) {
+    const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64));
+    const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(panel + q * 64 + 32));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      int quad;
+      std::memcpy(&quad, a + r * a_stride + 4 * q, 4);
+      const __m256i ab = _mm256_set1_epi32(quad);
+      s0[r] = _mm256_add_epi32(s0[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ab, w0), ones));
+      s1[r] = _mm256_add_epi32(s1[r], _mm256_madd_epi16(_mm256_maddubs_epi16(ab, w1), ones));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16), s0[r]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(acc + r * 16 + 8), s1[r]);
+  }
+}
+
+inline void tile_avx2_u7(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
+                         index_t quads, std::int32_t* acc) {
+  switch (rows) {
+    case 1: tile_avx2_u7_rows<1>(a, a_stride, panel, quads, acc); break;
+    case 2: tile_avx2_u7_rows<2>(a, a_stride, panel, quads, acc); break;
+    case 3: tile_avx2_u7_rows<3>(a, a_stride, panel, quads, acc); break;
+    case 4: tile_avx2_u7_rows<4>(a, a_stride, panel, quads, acc); break;
+    case 5: tile_avx2_u7_rows<5>(a, a_stride, panel, quads, acc); break;
+    default: tile_avx2_u7_rows<6>(a, a_stride, panel, quads, acc); break;
+  }
+}
+
 // ---- avx_vnni: vpdpbusd (u8 × s8, 4 products into one int32 lane, no saturation) on
 // 256 bits: one quad of a panel is two ymm (8 outputs each); 6 rows × 2 = 12 accumulators.
 template <int R>
@@ -314,7 +442,7 @@ inline void tile_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t ro
 inline constexpr tile_kernel k_reference_tile{tile_reference, 4, false};
 inline constexpr tile_kernel k_generic_tile{tile_generic, 4, false};
 #if SHRINK_HAS_X86_PATHS
-inline constexpr tile_kernel k_avx2_tile{tile_avx2, 2, true, gemv_avx2};
+inline constexpr tile_kernel k_avx2_tile{tile_avx2, 2, true, gemv_avx2, nullptr, 0, widen_panel_avx2, tile_avx2_wide, 6, tile_avx2_u7};
 inline constexpr tile_kernel k_avx_vnni_tile{tile_avx_vnni, 6, false};
 inline constexpr tile_kernel k_avx512_vnni_tile{tile_avx512_vnni, 8, false, nullptr, tile_pair_avx512_vnni, 12};
 #endif
@@ -379,18 +507,34 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
   base = (base + 63) / 64 * 64;
   auto* row_sums = reinterpret_cast<std::int32_t*>(base);
   auto* ap = reinterpret_cast<std::uint8_t*>(base + static_cast<std::uintptr_t>(round_up(m * 4, 64)));
-  const index_t a_stride = kern.a_s16 ? 2 * k4 : k4;
+  constexpr std::int32_t offset = is_signed ? 128 : 0;
+  // The reduce_range fast path (tile_avx2_u7) only when every packed activation is <= 127:
+  // one scan, stopping at the first larger value (full-range data stops in the first row).
+  bool u7 = false;
+  if (kern.u7 != nullptr && m >= 2) {
+    u7 = true;
+    for (index_t i = 0; i < m && u7; ++i) {
+      const T* src = a.data() + i * a.stride(0);
+      std::int32_t mx = 0;
+      if (a.stride(1) == 1)
+        for (index_t j = 0; j < k; ++j) mx = std::max(mx, static_cast<std::int32_t>(src[j]) + offset);
+      else
+        for (index_t j = 0; j < k; ++j) mx = std::max(mx, static_cast<std::int32_t>(src[j * a.stride(1)]) + offset);
+      u7 = mx <= 127;
+    }
+  }
+  const bool a_s16 = kern.a_s16 && !u7;
+  const index_t a_stride = a_s16 ? 2 * k4 : k4;
   // s8 activations become u8 by +128 (the zero point moves with them): exact, since
   // (a + 128) − (za + 128) = a − za.
   // Simple loops the compiler vectorises when the row is contiguous (the usual case): at
   // 512³ the element-by-element version cost as much as the VNNI multiply itself.
-  constexpr std::int32_t offset = is_signed ? 128 : 0;
   const auto pack_rows = [&](auto col_stride) {
     for (index_t i = 0; i < m; ++i) {
       const T* src = a.data() + i * a.stride(0);
       std::uint8_t* dst8 = ap + i * a_stride;
       std::int32_t sum = 0;
-      if (kern.a_s16) {
+      if (a_s16) {
         auto* dst16 = reinterpret_cast<std::int16_t*>(dst8);  // rows are 2·k4 bytes from a 64-byte aligned start
         for (index_t j = 0; j < k; ++j) {
           const std::int32_t v = static_cast<std::int32_t>(src[j * col_stride]) + offset;
@@ -418,19 +562,48 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
   s.a_zero = a_zero + (is_signed ? 128 : 0);
   s.w_zero = w.zero_point;
   s.depth = k;
+  // The widened-chunk AVX2 kernel (exact, full range) for blocks of >= k_wide_min_rows rows.
+  const bool wide = !u7 && kern.wide != nullptr && m >= k_wide_min_rows;
+  const tile_fn one_fn = u7 ? kern.u7 : kern.fn;
   // Rows per call: the pair kernel's when it exists (it serves every panel pair; a last odd
   // panel runs through the one-panel kernel, `mr` rows at a time inside the same block).
-  const index_t mr = kern.pair != nullptr ? kern.mr_pair : kern.mr;
+  const index_t mr = (u7 || wide) ? kern.mr_wide : kern.pair != nullptr ? kern.mr_pair : kern.mr;
+  const index_t mr_one = u7 ? kern.mr_wide : kern.mr;
   // Blocks of about k_a_block_bytes of activations, all of the same size (64 rows of K = 4096
   // used to run as 60 + 4, streaming every panel twice for 4 rows).
-  const index_t block_rows = std::max(mr, k_a_block_bytes / a_stride);
+  index_t block_rows = std::max(mr, k_a_block_bytes / a_stride);
+  if (wide) block_rows = std::min(block_rows, k_wide_max_rows);
   const index_t blocks = (m + block_rows - 1) / block_rows;
   const index_t mc = round_up((m + blocks - 1) / blocks, mr);
   // At least ~256 K multiply-adds per chunk, so small problems do not pay for a thread.
   const index_t grain = std::max<index_t>(1, (index_t{1} << 18) / std::max<index_t>(1, m * k4 * k_int8_panel));
   parallel_for(ctx, 0, w.panels, grain, [&](index_t p0, index_t p1) {
-    alignas(64) std::int32_t acc[std::max(k_max_mr * 16, k_max_acc)];
     const index_t panel_stride = k4 * k_int8_panel;
+#if SHRINK_HAS_X86_PATHS
+    if (wide) {
+      // Per (row block, panel): for each K chunk, widen the chunk once, then every tile of
+      // the block adds its products into its slice of `accb`; the output stage runs once.
+      alignas(64) std::int16_t wbuf[k_wide_kc * k_int8_panel];
+      alignas(64) std::int32_t accb[k_wide_max_rows * 16];
+      for (index_t mb = 0; mb < m; mb += mc) {
+        const index_t me = std::min(m, mb + mc), tiles = (me - mb + mr - 1) / mr;
+        for (index_t p = p0; p < p1; ++p) {
+          for (index_t kc0 = 0; kc0 < k4; kc0 += k_wide_kc) {
+            const index_t kl = std::min(k_wide_kc, k4 - kc0);
+            kern.widen(w.panel(p) + kc0 * k_int8_panel, kl / 4, wbuf);
+            for (index_t t = 0; t < tiles; ++t) {
+              const index_t m0 = mb + (me - mb) * t / tiles, rows = mb + (me - mb) * (t + 1) / tiles - m0;
+              kern.wide(reinterpret_cast<const std::int16_t*>(ap + m0 * a_stride) + kc0, k4, rows, wbuf, kl / 2,
+                        accb + (m0 - mb) * 16, kc0 != 0);
+            }
+          }
+          write_tile(s, accb, mb, me - mb, p * 16, std::min<index_t>(16, w.rows - p * 16));
+        }
+      }
+      return;
+    }
+#endif
+    alignas(64) std::int32_t acc[std::max(k_max_mr * 16, k_max_acc)];
     for (index_t mb = 0; mb < m; mb += mc) {
       const index_t me = std::min(m, mb + mc);
       for (index_t p = p0; p < p1;) {
@@ -449,12 +622,12 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
           p += 2;
           continue;
         }
-        for (index_t m0 = mb; m0 < me; m0 += kern.mr) {
-          const index_t rows = std::min(kern.mr, me - m0);
-          if (rows == 1 && kern.gemv != nullptr)
+        for (index_t m0 = mb; m0 < me; m0 += mr_one) {
+          const index_t rows = std::min(mr_one, me - m0);
+          if (rows == 1 && kern.gemv != nullptr && !u7)
             kern.gemv(ap + m0 * a_stride, w.panel(p), k4 / 4, acc);
           else
-            kern.fn(ap + m0 * a_stride, a_stride, rows, w.panel(p), k4 / 4, acc);
+            one_fn(ap + m0 * a_stride, a_stride, rows, w.panel(p), k4 / 4, acc);
           write_tile(s, acc, m0, rows, p * 16, cols);
         }
         ++p;

@@ -23,7 +23,10 @@ struct shape3 {
 // Shapes with odd K, K not a multiple of any vector width, M and N tails, several A blocks.
 const std::vector<shape3> k_shapes = {{1, 1, 1},   {1, 17, 3},   {1, 33, 65},  {2, 16, 4},   {3, 31, 127},
                                       {5, 47, 33}, {16, 20, 100}, {17, 35, 259}, {9, 16, 64}, {40, 50, 513},
-                                      {70, 19, 4101}, {1, 40, 1030}, {1, 16, 2048}, {13, 48, 36}, {25, 64, 8}};
+                                      {70, 19, 4101}, {1, 40, 1030}, {1, 16, 2048}, {13, 48, 36}, {25, 64, 8},
+                                      // AVX2 widened-chunk path: 6-row tiles, K chunks of 256 (+4
+                                      // tail), several 96-row blocks with a short last one.
+                                      {6, 16, 260}, {7, 33, 516}, {200, 17, 40}, {131, 20, 300}};
 
 template <class T>
 std::vector<T> data_with_extremes(std::size_t n, std::uint64_t seed) {
@@ -286,3 +289,105 @@ TEST_CASE("int8 gemm rejects bad input") {
                              tensor_view<float, 2>(of.data(), shape<2>{3, 4}), ws);
         }) == errc::non_finite);
 }
+
+namespace {
+
+// Activations in [0, 127] with runs of 127 against weight runs of -128 / 127: the largest
+// vpmaddubsw pair sums the u7 fast path can meet (127·128·2 = 32512 < 32767).
+std::vector<std::uint8_t> u7_activations(std::size_t n, std::uint64_t seed) {
+  auto v = testing::full_range<std::uint8_t>(n, seed);
+  for (std::size_t i = 0; i < n; ++i) v[i] = (i % 5 < 2) ? 127 : static_cast<std::uint8_t>(v[i] & 0x7F);
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("int8 gemm with activations all <= 127 (reduce_range fast path) is bit-exact") {
+  const std::vector<shape3> shapes = {{2, 16, 4}, {3, 17, 5}, {6, 33, 67}, {13, 48, 36}, {40, 50, 513}, {1, 20, 9}};
+  int variant = 0;
+  for (const auto& s : shapes) {
+    const auto a = u7_activations(static_cast<std::size_t>(s.m * s.k), 500 + variant);
+    auto w = data_with_extremes<std::int8_t>(static_cast<std::size_t>(s.n * s.k), 600 + 2 * variant);  // runs of -128
+    const std::int32_t za = variant % 2 ? 127 : 0, zw = variant % 3 == 0 ? 3 : 0;
+    ++variant;
+    const auto packed = kernels::pack_s8_weights(view(w, s.n, s.k), zw);
+    const auto expect = oracle(a, za, w, zw, s);
+    std::vector<std::byte> ws(kernels::int8_gemm_workspace_bytes(s.m, s.k));
+    testing::for_each_isa([&](kernels::isa) {
+      INFO("shape " << s.m << "x" << s.n << "x" << s.k);
+      std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
+      kernels::int8_gemm(view(a, s.m, s.k), za, packed, tensor_view<std::int32_t, 2>(c.data(), shape<2>{s.m, s.n}), ws,
+                         context{2});
+      for (std::size_t i = 0; i < c.size(); ++i) REQUIRE(static_cast<std::int64_t>(c[i]) == expect[i]);
+    });
+  }
+}
+
+TEST_CASE("int8 gemm with one activation of 128 to 255 among 127s avoids the saturating kernel") {
+  // All activations 127 except one per row (128, 200 or 255) placed next to another large
+  // activation, weights all 127: the vpmaddubsw pair (255·127 + 127·127 = 48514) saturates at
+  // 32767, so a wrong choice of kernel would show up as a wrong sum.
+  for (const std::uint8_t big : {std::uint8_t{128}, std::uint8_t{200}, std::uint8_t{255}}) {
+    const shape3 s{13, 35, 70};
+    std::vector<std::uint8_t> a(static_cast<std::size_t>(s.m * s.k), 127);
+    a[static_cast<std::size_t>((s.m - 1) * s.k + 2 * 17)] = big;  // last row only: the scan must reach it
+    for (index_t i = 0; i + 1 < s.m; ++i) a[static_cast<std::size_t>(i * s.k + 2 * (i % 30))] = 127;
+    std::vector<std::int8_t> w(static_cast<std::size_t>(s.n * s.k), 127);
+    w[5] = -128;
+    const auto packed = kernels::pack_s8_weights(view(w, s.n, s.k));
+    const auto expect = oracle(a, 0, w, 0, s);
+    // The expectation written out for the last row: 69 products 127·127 and one big·127.
+    CHECK(expect[static_cast<std::size_t>((s.m - 1) * s.n + 1)] == 69 * 127 * 127 + std::int64_t{big} * 127);
+    std::vector<std::byte> ws(kernels::int8_gemm_workspace_bytes(s.m, s.k));
+    testing::for_each_isa([&](kernels::isa) {
+      INFO("big activation " << int(big));
+      std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
+      kernels::int8_gemm(view(a, s.m, s.k), 0, packed, tensor_view<std::int32_t, 2>(c.data(), shape<2>{s.m, s.n}), ws);
+      for (std::size_t i = 0; i < c.size(); ++i) REQUIRE(static_cast<std::int64_t>(c[i]) == expect[i]);
+    });
+  }
+}
+
+#if SHRINK_HAS_X86_PATHS
+TEST_CASE("avx2 int8 micro-kernels against the scalar tile, and vpmaddubsw saturating on 255") {
+  if (!kernels::available(kernels::isa::avx2)) return;
+  using namespace kernels::int8_detail;
+  const index_t quads = 37, k4 = 4 * quads;
+  const auto w = data_with_extremes<std::int8_t>(static_cast<std::size_t>(16 * k4), 700);
+  const auto packed = kernels::pack_s8_weights(view(w, 16, k4));
+  // u7 kernel on activations <= 127: equal to the scalar tile for every row count.
+  const auto a7 = u7_activations(static_cast<std::size_t>(6 * k4), 701);
+  for (index_t rows = 1; rows <= 6; ++rows) {
+    std::vector<std::int32_t> got(96), want(96);
+    tile_avx2_u7(a7.data(), k4, rows, packed.panel(0), quads, got.data());
+    tile_reference(a7.data(), k4, rows, packed.panel(0), quads, want.data());
+    for (index_t i = 0; i < rows * 16; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == want[static_cast<std::size_t>(i)]);
+  }
+  // ...and wrong on full-range activations (why run() must check before choosing it).
+  std::vector<std::uint8_t> a255(static_cast<std::size_t>(k4), 255);
+  std::vector<std::int32_t> got(16), want(16);
+  std::vector<std::int8_t> w127(static_cast<std::size_t>(16 * k4), 127);
+  const auto p127 = kernels::pack_s8_weights(view(w127, 16, k4));
+  tile_avx2_u7(a255.data(), k4, 1, p127.panel(0), quads, got.data());
+  tile_reference(a255.data(), k4, 1, p127.panel(0), quads, want.data());
+  CHECK(want[0] == 255 * 127 * k4);
+  CHECK(got[0] == 2 * 32767 * quads);  // each vpmaddubsw pair saturated
+  // Widened-chunk kernel: widen then multiply, with and without accumulation, equals the
+  // scalar tile (the activations as int16, as run() lays them out).
+  const auto a8 = data_with_extremes<std::uint8_t>(static_cast<std::size_t>(6 * k4), 702);
+  std::vector<std::int16_t> a16(a8.begin(), a8.end());
+  alignas(64) std::int16_t wide[4 * 37 * 16];
+  widen_panel_avx2(packed.panel(0), quads, wide);
+  for (index_t c = 0; c < 16; ++c)
+    for (index_t k = 0; k < k4; ++k) REQUIRE(wide[(k / 2) * 32 + 2 * c + k % 2] == packed.at(c, k));
+  for (index_t rows = 1; rows <= 6; ++rows) {
+    alignas(64) std::int32_t acc[96];
+    std::vector<std::int32_t> ref(96);
+    tile_avx2_wide(a16.data(), k4, rows, wide, 2 * quads, acc, false);
+    tile_avx2_wide(a16.data(), k4, rows, wide, 2 * quads, acc, true);  // adds the same sums again
+    tile_reference(a8.data(), k4, rows, packed.panel(0), quads, ref.data());
+    for (index_t i = 0; i < rows * 16; ++i)
+      REQUIRE(acc[i] == static_cast<std::int32_t>(2u * static_cast<std::uint32_t>(ref[static_cast<std::size_t>(i)])));
+  }
+}
+#endif
