@@ -41,6 +41,10 @@ struct sparse_plan {
   /// Rows come in aligned groups of `row_group` with identical column lists (BSR r x c
   /// plans: r; CSR: 1). SpMV gathers x once for 4 rows of a group.
   index_t row_group = 1;
+  /// Every row holds exactly `group_entries` entries in each aligned group of `group_cols`
+  /// columns, stored group after group (N:M plans: M and N; 0 = no such regularity). The
+  /// blocked SpMM then finds a column block's entries by arithmetic instead of a scan.
+  index_t group_cols = 0, group_entries = 0;
 
   [[nodiscard]] index_t nnz() const noexcept { return static_cast<index_t>(values.size()); }
   [[nodiscard]] std::size_t bytes() const noexcept {
@@ -194,6 +198,8 @@ inline sparse_plan_f32 make_plan(const sparse::nm_f32& a) {
     for (index_t k = 0; k < kept; ++k)
       p.col[static_cast<std::size_t>(i * kept + k)] = static_cast<std::uint32_t>(a.column(i, k));
   p.values = aligned_buffer<float>(a.values());
+  p.group_cols = a.m();
+  p.group_entries = a.n();
   return p;
 }
 

@@ -268,14 +268,91 @@ SHRINK_ALWAYS_INLINE void scalar_columns(const std::uint32_t* col, const V* val,
   }
 }
 
+// Cache-blocked SpMM (docs/sparse.md, "Blocked SpMM"). Row-at-a-time SpMM streams all of X
+// (1 MiB for 4096 x 64) from L2/L3 once per output row. Here k_block_rows output rows walk
+// X together in blocks of k_block_cols rows of X (k_block_cols x 64 columns = 16 KiB, an L1
+// block), so each X block comes from L2 once per row block; each row's accumulators pass
+// through Y (L1) between column blocks. Per output the same FMAs run in the same order
+// (entry order, starting from 0), so results are bit-identical to the row-at-a-time tile.
+inline constexpr index_t k_block_rows = 64;
+inline constexpr index_t k_block_cols = 64;
+
+/// Entries of the row with cursor k (ending at k1) whose columns are < cend.
+template <class V>
+SHRINK_ALWAYS_INLINE std::uint32_t block_end(const sparse_plan<V>& p, std::uint32_t k, std::uint32_t k1,
+                                             index_t cend, index_t per_block) {
+  if (per_block > 0) return std::min<std::uint32_t>(k1, k + static_cast<std::uint32_t>(per_block));
+  const std::uint32_t* col = p.col.data();
+  while (k < k1 && col[k] < static_cast<std::uint32_t>(cend)) ++k;
+  return k;
+}
+
+/// Entries per column block when the plan's groups tile it exactly (N:M), else 0 (scan).
+template <class V>
+SHRINK_ALWAYS_INLINE index_t entries_per_block(const sparse_plan<V>& p) {
+  return p.group_cols > 0 && k_block_cols % p.group_cols == 0 ? k_block_cols / p.group_cols * p.group_entries : 0;
+}
+
+template <int R, class V>
+SHRINK_TARGET_AVX2 inline void blocked_avx2(const sparse_plan<V>& p, const float* x, index_t ldx, float* y,
+                                            index_t ldy, index_t b, index_t r0, index_t r1) {
+  const float* table = p.table.data();
+  const std::uint32_t* rp = p.row_ptr.data();
+  const std::uint32_t* col = p.col.data();
+  const V* val = p.values.data();
+  const index_t per_block = entries_per_block(p);
+  std::uint32_t cur[k_block_rows];
+  for (index_t i0 = r0; i0 < r1; i0 += k_block_rows) {
+    const index_t nr = std::min(k_block_rows, r1 - i0);
+    for (index_t t = 0; t < nr; ++t) cur[t] = rp[i0 + t];
+    for (index_t c0 = 0; c0 < p.cols; c0 += k_block_cols) {
+      const index_t cend = std::min(p.cols, c0 + k_block_cols);
+      for (index_t t = 0; t < nr; ++t) {
+        float* yr = y + (i0 + t) * ldy + b;
+        __m256 acc[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r] = c0 == 0 ? _mm256_setzero_ps() : _mm256_loadu_ps(yr + 8 * r);
+        std::uint32_t k = cur[t];
+        const std::uint32_t k1 = rp[i0 + t + 1], ke = block_end(p, k, k1, cend, per_block);
+        // This row's next block of weights: its own stream, one of k_block_rows interleaved.
+        _mm_prefetch(reinterpret_cast<const char*>(val + ke), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(val + ke + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(col + ke), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(col + ke + 16), _MM_HINT_T0);
+        for (; k < ke; ++k) {
+          const __m256 w = _mm256_set1_ps(weight_of(val[k], table));
+          const float* xr = x + col[k] * ldx + b;
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r] = _mm256_fmadd_ps(w, _mm256_loadu_ps(xr + 8 * r), acc[r]);
+        }
+        cur[t] = k;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) _mm256_storeu_ps(yr + 8 * r, acc[r]);
+      }
+    }
+  }
+}
+
+/// The blocked SpMM pays off where each row's entries reuse X blocks: N:M plans (dense
+/// enough) and anything with a wide batch; rows-at-a-time stays for the rest.
+template <class V>
+SHRINK_ALWAYS_INLINE bool use_blocked(const sparse_plan<V>& p, index_t batch) {
+  return batch >= 32 && p.cols > 0 && p.group_cols > 0;
+}
+
 template <class V>
 SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan<V>& p, const float* x, index_t ldx, float* y, index_t ldy,
                                          index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
   const float* table = p.table.data();
+  index_t b0 = 0;
+  if (use_blocked(p, batch)) {
+    for (; b0 + 64 <= batch; b0 += 64) blocked_avx2<8>(p, x, ldx, y, ldy, b0, r0, r1);
+    for (; b0 + 32 <= batch; b0 += 32) blocked_avx2<4>(p, x, ldx, y, ldy, b0, r0, r1);
+  }
   sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const V* val, index_t n, index_t i) {
     float* yr = y + i * ldy;
-    index_t b = 0;
+    index_t b = b0;
     for (; b + 64 <= batch; b += 64) tile_avx2<8>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 32 <= batch; b += 32) tile_avx2<4>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 8 <= batch; b += 8) tile_avx2<1>(col, val, table, n, x + b, ldx, yr + b);
@@ -306,14 +383,58 @@ SHRINK_TARGET_AVX512 inline void tile_avx512(const std::uint32_t* col, const V* 
   for (int r = 0; r < R; ++r) _mm512_storeu_ps(y + 16 * r, acc[r]);
 }
 
+template <int R, class V>
+SHRINK_TARGET_AVX512 inline void blocked_avx512(const sparse_plan<V>& p, const float* x, index_t ldx, float* y,
+                                                index_t ldy, index_t b, index_t r0, index_t r1) {
+  const float* table = p.table.data();
+  const std::uint32_t* rp = p.row_ptr.data();
+  const std::uint32_t* col = p.col.data();
+  const V* val = p.values.data();
+  const index_t per_block = entries_per_block(p);
+  std::uint32_t cur[k_block_rows];
+  for (index_t i0 = r0; i0 < r1; i0 += k_block_rows) {
+    const index_t nr = std::min(k_block_rows, r1 - i0);
+    for (index_t t = 0; t < nr; ++t) cur[t] = rp[i0 + t];
+    for (index_t c0 = 0; c0 < p.cols; c0 += k_block_cols) {
+      const index_t cend = std::min(p.cols, c0 + k_block_cols);
+      for (index_t t = 0; t < nr; ++t) {
+        float* yr = y + (i0 + t) * ldy + b;
+        __m512 acc[R];
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) acc[r] = c0 == 0 ? _mm512_setzero_ps() : _mm512_loadu_ps(yr + 16 * r);
+        std::uint32_t k = cur[t];
+        const std::uint32_t k1 = rp[i0 + t + 1], ke = block_end(p, k, k1, cend, per_block);
+        _mm_prefetch(reinterpret_cast<const char*>(val + ke), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(val + ke + 16), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(col + ke), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(col + ke + 16), _MM_HINT_T0);
+        for (; k < ke; ++k) {
+          const __m512 w = _mm512_set1_ps(weight_of(val[k], table));
+          const float* xr = x + col[k] * ldx + b;
+#pragma GCC unroll 8
+          for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xr + 16 * r), acc[r]);
+        }
+        cur[t] = k;
+#pragma GCC unroll 8
+        for (int r = 0; r < R; ++r) _mm512_storeu_ps(yr + 16 * r, acc[r]);
+      }
+    }
+  }
+}
+
 template <class V>
 SHRINK_TARGET_AVX512 inline void rows_avx512(const sparse_plan<V>& p, const float* x, index_t ldx, float* y,
                                              index_t ldy, index_t batch, index_t r0, index_t r1) {
   if (batch == 1 && ldx == 1) return spmv_rows_avx2(p, x, y, r0, r1);
   const float* table = p.table.data();
+  index_t b0 = 0;
+  if (use_blocked(p, batch)) {
+    for (; b0 + 64 <= batch; b0 += 64) blocked_avx512<4>(p, x, ldx, y, ldy, b0, r0, r1);
+    for (; b0 + 32 <= batch; b0 += 32) blocked_avx512<2>(p, x, ldx, y, ldy, b0, r0, r1);
+  }
   sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const V* val, index_t n, index_t i) {
     float* yr = y + i * ldy;
-    index_t b = 0;
+    index_t b = b0;
     for (; b + 128 <= batch; b += 128) tile_avx512<8>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 64 <= batch; b += 64) tile_avx512<4>(col, val, table, n, x + b, ldx, yr + b);
     for (; b + 16 <= batch; b += 16) tile_avx512<1>(col, val, table, n, x + b, ldx, yr + b);

@@ -1,4 +1,5 @@
 // test_kernels_sparse.cpp: SpMV, SpMM and sparse conv for CSR/N:M/BSR/codebook fp32 and CSR int8 on every ISA path, against dense oracles.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
@@ -8,6 +9,7 @@
 #include <shrink/sparse.hpp>
 #include <support/isa.hpp>
 #include <support/random.hpp>
+#include <tuple>
 #include <vector>
 
 using namespace shrink;
@@ -115,6 +117,67 @@ TEST_CASE("spmv/spmm n:m f32: 2:4 and 4:8 plans match the dense product") {
     const auto a = sp::nm_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
                                           const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}), n, mm);
     check_plan(k::make_plan(a), masked(w, m));
+  }
+}
+
+// An N:M mask with exactly n distinct kept positions in every group of m (so the N:M plan
+// and a CSR plan of the same matrix hold the same entries in the same order).
+static std::vector<std::uint8_t> exact_nm_mask(index_t rows, index_t cols, index_t n, index_t mm, std::uint64_t seed) {
+  std::vector<std::uint8_t> m(static_cast<std::size_t>(rows * cols), 0);
+  std::mt19937_64 rng(seed);
+  std::vector<index_t> pos(static_cast<std::size_t>(mm));
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t g = 0; g < cols / mm; ++g) {
+      for (index_t t = 0; t < mm; ++t) pos[static_cast<std::size_t>(t)] = t;
+      std::shuffle(pos.begin(), pos.end(), rng);
+      for (index_t t = 0; t < n; ++t) m[static_cast<std::size_t>(i * cols + g * mm + pos[static_cast<std::size_t>(t)])] = 1;
+    }
+  return m;
+}
+
+// Shapes that exercise the cache-blocked N:M SpMM (batch >= 32): more rows than one
+// 64-row block and not a multiple of it, a last column block narrower than 64, and an M
+// that does not divide 64 (1:3, where the blocks are found by scanning the columns).
+TEST_CASE("spmm n:m f32 blocked: 2:4 4:8 1:3 over several row and column blocks match the dense product") {
+  for (auto [n, mm, cols] : {std::tuple<index_t, index_t, index_t>{2, 4, 200}, {4, 8, 200}, {1, 3, 201}}) {
+    INFO(n << ":" << mm);
+    const index_t rows = 150;
+    const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 21);
+    const auto m = exact_nm_mask(rows, cols, n, mm, 22);
+    const auto a = sp::nm_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                          const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}), n, mm);
+    check_plan(k::make_plan(a), masked(w, m));
+  }
+}
+
+// The blocked kernel runs each output's FMAs in the row-at-a-time order (entry order from
+// 0), so an N:M plan and a CSR plan of the same matrix give the same bits on every path.
+TEST_CASE("spmm n:m f32 blocked: same bits as the csr plan of the same matrix and for any thread count") {
+  const index_t rows = 131, cols = 136;
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 23);
+  const auto m = exact_nm_mask(rows, cols, 2, 4, 24);
+  const const_view<float, 2> wv(w.data(), shape<2>{rows, cols});
+  const const_view<std::uint8_t, 2> mv(m.data(), shape<2>{rows, cols});
+  const auto nm_plan = k::make_plan(sp::nm_f32::from_dense(wv, mv, 2, 4));
+  const auto csr_plan = k::make_plan(sp::csr_f32::from_dense(wv, mv));
+  REQUIRE(nm_plan.group_cols == 4);
+  REQUIRE(nm_plan.group_entries == 2);
+  REQUIRE(csr_plan.group_cols == 0);
+  for (index_t batch : {32, 64, 72, 100, 160}) {
+    const auto x = testing::normal_floats(static_cast<std::size_t>(cols * batch), 25 + static_cast<std::uint64_t>(batch));
+    const const_view<float, 2> xv(x.data(), shape<2>{cols, batch});
+    testing::for_each_isa([&](k::isa) {
+      INFO("batch " << batch);
+      std::vector<float> y_nm(static_cast<std::size_t>(rows * batch), -1.0f), y_csr(y_nm.size(), -2.0f);
+      k::spmm(nm_plan, xv, tensor_view<float, 2>(y_nm.data(), shape<2>{rows, batch}), context{1});
+      k::spmm(csr_plan, xv, tensor_view<float, 2>(y_csr.data(), shape<2>{rows, batch}), context{1});
+      CHECK(y_nm == y_csr);
+      for (int t : {2, 3}) {
+        std::vector<float> yt(y_nm.size(), -3.0f);
+        k::spmm(nm_plan, xv, tensor_view<float, 2>(yt.data(), shape<2>{rows, batch}), context{t});
+        CHECK(yt == y_nm);
+      }
+    });
   }
 }
 
