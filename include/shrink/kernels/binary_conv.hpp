@@ -74,20 +74,33 @@ inline geometry check(const binary::bit_matrix& input, const image_shape& img, c
 }
 
 /// Runs the convolution and hands emit(n, oy, ox, o0, count, dots) the exact ±1 sums of
-/// output channels [o0, o0 + count) of one pixel (padding per params). Work splits over output rows (n, oy); each thread owns a packed im2col buffer.
+/// output channels [o0, o0 + count) of one pixel (count ≤ k_tile_m; padding per params).
+/// Work splits over output rows (n, oy); each thread owns a packed im2col buffer of one output
+/// row and an int32 buffer of that row's popcounts, which the block kernel fills in place
+/// (ldo = out_channels), so the per-pixel work after the kernel is one pass of plain loops.
 template <class Emit>
 void run(const binary::bit_matrix& input, const geometry& g, const binary::conv_filter& f,
          const binary_conv_params& p, const context& ctx, Emit&& emit) {
   const xnor_impl::block_fn block = select(xnor_impl::k_block);
   const auto k_total = static_cast<std::int32_t>(g.taps * g.c);
+  const index_t oc = f.out_channels();
   // The word a padded tap holds: +1 and "zero" pad with bit 0; -1 with bit 1 on every channel.
   std::vector<std::uint64_t> pad_tap(static_cast<std::size_t>(g.wpt), 0);
   if (p.padding == binary_padding::minus_one)
     for (index_t j = 0; j < g.wpt; ++j)
       pad_tap[static_cast<std::size_t>(j)] = j == g.wpt - 1 ? binary::tail_mask(g.c) : ~std::uint64_t{0};
+  // Zero padding: a padded tap was counted as +1 and contributed C - 2·popcount(w_tap); its
+  // correction per (tap, channel), channel-contiguous so the fix-up loop is unit stride.
+  std::vector<std::int32_t> correction;
+  if (p.padding == binary_padding::zero) {
+    correction.resize(static_cast<std::size_t>(g.taps * oc));
+    for (index_t t = 0; t < g.taps; ++t)
+      for (index_t o = 0; o < oc; ++o)
+        correction[static_cast<std::size_t>(t * oc + o)] = static_cast<std::int32_t>(g.c) - 2 * f.tap_popcount(o, t);
+  }
   parallel_for(ctx, 0, g.n * g.oh, 1, [&](index_t r0, index_t r1) {
     aligned_buffer<std::uint64_t> cols(static_cast<std::size_t>(g.ow * g.row_words));
-    std::vector<std::int32_t> tile(static_cast<std::size_t>(k_tile_n * k_tile_m));
+    aligned_buffer<std::int32_t> dots(static_cast<std::size_t>(g.ow * oc));
     std::vector<std::uint8_t> padded(static_cast<std::size_t>(g.ow * g.taps));
     for (index_t r = r0; r < r1; ++r) {
       const index_t b = r / g.oh, oy = r % g.oh;
@@ -104,27 +117,27 @@ void run(const binary::bit_matrix& input, const geometry& g, const binary::conv_
             std::copy(src, src + g.wpt, dst + t * g.wpt);
           }
       }
+      // Popcounts of the whole row, tiles of 16 pixels × 64 filters (the im2col row and one
+      // filter tile stay in L1), written straight into dots[ox·oc + o].
       for (index_t ox0 = 0; ox0 < g.ow; ox0 += k_tile_n) {
         const index_t nt = std::min(k_tile_n, g.ow - ox0);
-        for (index_t o0 = 0; o0 < f.out_channels(); o0 += k_tile_m) {
-          const index_t mt = std::min(k_tile_m, f.out_channels() - o0);
-          block(f.row_words(o0), g.row_words, mt, cols.data() + ox0 * g.row_words, g.row_words, nt, g.row_words,
-                tile.data(), k_tile_m);
-          for (index_t j = 0; j < nt; ++j) {
-            const index_t ox = ox0 + j;
-            const std::uint8_t* pad_of = padded.data() + ox * g.taps;
-            const bool any_pad =
-                p.padding == binary_padding::zero && std::any_of(pad_of, pad_of + g.taps, [](std::uint8_t v) { return v != 0; });
-            std::int32_t dots[k_tile_m];
-            for (index_t i = 0; i < mt; ++i) dots[i] = k_total - 2 * tile[static_cast<std::size_t>(j * k_tile_m + i)];
-            if (any_pad)  // a padded tap counted as +1 contributed C - 2·popcount(w_tap); remove it
-              for (index_t t = 0; t < g.taps; ++t)
-                if (pad_of[t])
-                  for (index_t i = 0; i < mt; ++i)
-                    dots[i] -= static_cast<std::int32_t>(g.c) - 2 * f.tap_popcount(o0 + i, t);
-            emit(b, oy, ox, o0, mt, static_cast<const std::int32_t*>(dots));
-          }
+        for (index_t o0 = 0; o0 < oc; o0 += k_tile_m)
+          block(f.row_words(o0), g.row_words, std::min(k_tile_m, oc - o0), cols.data() + ox0 * g.row_words,
+                g.row_words, nt, g.row_words, dots.data() + ox0 * oc + o0, oc);
+      }
+      for (index_t ox = 0; ox < g.ow; ++ox) {
+        std::int32_t* d = dots.data() + ox * oc;
+        for (index_t o = 0; o < oc; ++o) d[o] = k_total - 2 * d[o];
+        if (p.padding == binary_padding::zero) {
+          const std::uint8_t* pad_of = padded.data() + ox * g.taps;
+          for (index_t t = 0; t < g.taps; ++t)
+            if (pad_of[t]) {
+              const std::int32_t* c = correction.data() + t * oc;
+              for (index_t o = 0; o < oc; ++o) d[o] -= c[o];
+            }
         }
+        for (index_t o0 = 0; o0 < oc; o0 += k_tile_m)
+          emit(b, oy, ox, o0, std::min(k_tile_m, oc - o0), static_cast<const std::int32_t*>(d + o0));
       }
     }
   });
@@ -172,17 +185,21 @@ inline void binary_conv2d(const binary::bit_matrix& input, const image_shape& im
                         [&](index_t b, index_t oy, index_t ox, index_t o0, index_t count, const std::int32_t* d) {
                           const float kk = has_k ? stage.activation_scale(b, oy, ox) : 1.0f;
                           float* dst = &out(b, oy, ox, o0);
-                          // Scales first, then one branch-free loop per case (the compiler
-                          // vectorises it); each value is xnor_impl::apply's s·dot + bias.
-                          float s[binary_conv_impl::k_tile_m];
-                          for (index_t i = 0; i < count; ++i) s[i] = stage.apply_alpha ? alphas[o0 + i] * kk : kk;
-                          if (os == 1 && biases != nullptr)
-                            for (index_t i = 0; i < count; ++i) dst[i] = s[i] * static_cast<float>(d[i]) + biases[o0 + i];
-                          else if (os == 1)
-                            for (index_t i = 0; i < count; ++i) dst[i] = s[i] * static_cast<float>(d[i]) + 0.0f;
+                          // One branch-free loop per case over unit-stride pointers (the
+                          // compiler vectorises these); each value is xnor_impl::apply's
+                          // s·dot + bias with s = α[o]·K (or K), evaluated in that order.
+                          const float* a = alphas + o0;
+                          const float* bb = biases ? biases + o0 : nullptr;
+                          if (os == 1 && stage.apply_alpha && bb)
+                            for (index_t i = 0; i < count; ++i) dst[i] = (a[i] * kk) * static_cast<float>(d[i]) + bb[i];
+                          else if (os == 1 && stage.apply_alpha)
+                            for (index_t i = 0; i < count; ++i) dst[i] = (a[i] * kk) * static_cast<float>(d[i]) + 0.0f;
+                          else if (os == 1 && bb)
+                            for (index_t i = 0; i < count; ++i) dst[i] = kk * static_cast<float>(d[i]) + bb[i];
                           else
                             for (index_t i = 0; i < count; ++i)
-                              dst[i * os] = xnor_impl::apply(d[i], s[i], 1.0f, biases ? biases[o0 + i] : 0.0f, true);
+                              dst[i * os] = xnor_impl::apply(d[i], stage.apply_alpha ? a[i] * kk : kk, 1.0f,
+                                                             bb ? bb[i] : 0.0f, true);
                         });
 }
 

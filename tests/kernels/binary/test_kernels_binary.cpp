@@ -193,7 +193,10 @@ TEST_CASE("binary conv: exact against a float reference conv for every padding m
   };
   for (const cfg& g : {cfg{1, 5, 6, 3, 4, 3, 3, 1, 1, 1, 1}, cfg{2, 7, 5, 70, 5, 3, 3, 2, 2, 1, 1},
                        cfg{1, 6, 6, 64, 66, 1, 1, 1, 1, 0, 0}, cfg{1, 8, 7, 130, 3, 5, 3, 1, 2, 2, 1},
-                       cfg{1, 4, 4, 9, 2, 2, 2, 3, 1, 0, 2}}) {
+                       cfg{1, 4, 4, 9, 2, 2, 2, 3, 1, 0, 2},
+                       // rows wider than one 16-pixel tile and more than one 64-filter tile,
+                       // both with remainders (21 = 16 + 5 pixels, 70 = 64 + 6 filters)
+                       cfg{1, 3, 21, 128, 70, 3, 3, 1, 1, 1, 1}}) {
     const k::image_shape img{g.n, g.h, g.w};
     const auto in = random_bits(g.n * g.h * g.w, g.c, 300 + g.c);
     const auto f = random_filter(g.o, g.kh, g.kw, g.c, 400 + g.c);
@@ -234,6 +237,39 @@ TEST_CASE("binary conv: fused alpha, activation scale map and bias") {
         const double want = static_cast<double>(f.scale(o)) * kmap(0, y, x) * reference_conv(in, img, f, p, 0, y, x, o) + bias[static_cast<std::size_t>(o)];
         CHECK(out(0, y, x, o) == Approx(want).epsilon(1e-5).margin(1e-4));
       }
+}
+
+TEST_CASE("binary conv: every fused output-stage case over more than one filter tile") {
+  // 70 filters: the stage runs per 64-filter chunk (64 + 6); each case (alpha and/or bias)
+  // is checked against alpha·K·dot + bias from the float reference conv.
+  const k::image_shape img{1, 4, 18};
+  const auto in = random_bits(4 * 18, 40, 41);
+  const auto f = random_filter(70, 3, 3, 40, 42);
+  const k::binary_conv_params p{1, 1, 1, 1, k::binary_padding::zero};
+  shrink::tensor<float, 3> kmap(shrink::shape<3>{1, 4, 18});
+  for (index_t i = 0; i < kmap.size(); ++i) kmap.data()[i] = 0.05f * static_cast<float>(i % 13 + 1);
+  std::vector<float> bias(70);
+  for (std::size_t i = 0; i < bias.size(); ++i) bias[i] = 0.25f * static_cast<float>(static_cast<int>(i % 9) - 4);
+  for (bool use_alpha : {true, false})
+    for (bool use_bias : {true, false}) {
+      INFO("alpha " << use_alpha << " bias " << use_bias);
+      shrink::tensor<float, 4> out(shrink::shape<4>{1, 4, 18, 70});
+      k::binary_conv_output stage;
+      if (use_bias) stage.bias = bias;
+      stage.activation_scale = kmap.view();
+      stage.apply_alpha = use_alpha;
+      k::binary_conv2d(in, img, f, p, out.view(), stage);
+      bool all = true;
+      for (index_t y = 0; y < 4; ++y)
+        for (index_t x = 0; x < 18; ++x)
+          for (index_t o = 0; o < 70; ++o) {
+            const double a = use_alpha ? static_cast<double>(f.scale(o)) : 1.0;
+            const double want = a * kmap(0, y, x) * reference_conv(in, img, f, p, 0, y, x, o) +
+                                (use_bias ? bias[static_cast<std::size_t>(o)] : 0.0);
+            all = all && std::abs(out(0, y, x, o) - want) <= 1e-5 * std::abs(want) + 1e-4;
+          }
+      CHECK(all);
+    }
 }
 
 TEST_CASE("ternary gemm and gemv: exact against the float product of the expanded planes") {
