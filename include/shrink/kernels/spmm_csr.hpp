@@ -593,54 +593,57 @@ SHRINK_TARGET_AVX2 inline void index32_avx2(const spmv_plan_f32& p, const float*
   }
 }
 
-/// Lane l of entry m: the position of l among m's set bits (a vpermps index), or -1
-/// (sign bit set: vblendvps zeroes x in that lane) when bit l is clear.
-struct expand_table {
-  alignas(32) std::int32_t lane[256][8];
+/// Lane l of mask byte m: bit 7 set when bit l of m is set (the lane is kept), bits 0-2
+/// the position of l among m's set bits (the vpermps index; vpermps reads only those
+/// bits). One vpmovsxbd of an 8-byte entry gives both the permutation and the vblendvps
+/// selector (the sign bit).
+struct expand_bytes_table {
+  alignas(64) std::uint8_t lane[256][8];
 };
-consteval expand_table make_expand_table() {
-  expand_table t{};
+consteval expand_bytes_table make_expand_bytes_table() {
+  expand_bytes_table t{};
   for (int m = 0; m < 256; ++m) {
     int at = 0;
-    for (int l = 0; l < 8; ++l) t.lane[m][l] = (m >> l & 1) ? at++ : -1;
+    for (int l = 0; l < 8; ++l) t.lane[m][l] = (m >> l & 1) ? static_cast<std::uint8_t>(0x80 | at++) : 0;
   }
   return t;
 }
-inline constexpr expand_table k_expand = make_expand_table();
+inline constexpr expand_bytes_table k_expand_bytes = make_expand_bytes_table();
 
 // Bitmap rows: per 8 columns, the kept values (packed, starting at the popcount of the
 // lower bits) are spread to their lanes with vpermps, and x is loaded contiguously with
 // the cleared lanes zeroed (x, not w: a 0·inf in a pruned column must not make NaN; the
-// spread value there is another finite weight or the plan's zero padding).
+// spread value there is another finite weight or the plan's zero padding). Per 8 columns:
+// one mask byte load, popcnt + add, and four vector ops taking their other operand from
+// memory (vpmovsxbd of the lane entry, vblendvps with x, vpermps of the values, the FMA).
+// The previous kernel (a 32-byte int32 lane table indexed by shifted mask bytes, popcounts
+// of the masked-off word) was ~15-20 % slower at s50 (benchmarks/results/sparse.md).
 SHRINK_TARGET_AVX2 inline void bitmap_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
   const index_t full = p.cols / 64;
-  const __m256 zero = _mm256_setzero_ps();
+  __m256 zero = _mm256_setzero_ps();
+  // Opaque to the compiler: with a known zero GCC turns vblendvps into vpcmpgtd + vandps.
+  __asm__("" : "+x"(zero));
   for (index_t i = r0; i < r1; ++i) {
     const std::uint64_t* bw = p.bits.data() + i * p.words;
+    const auto* mb = reinterpret_cast<const std::uint8_t*>(bw);  // little-endian: byte g = columns 8g..8g+7
     const float* v = p.values.data() + p.row_ptr[static_cast<std::size_t>(i)];
-    __m256 a0 = zero, a1 = zero;
+    __m256 a[2] = {zero, zero};  // even and odd 8-column groups (the documented order)
     for (index_t w = 0; w < full; ++w) {
-      const std::uint64_t q = bw[w];
       const float* xp = x + 64 * w;
-#pragma GCC unroll 4
-      for (int g = 0; g < 8; g += 2) {
-        const auto m0 = static_cast<unsigned>(q >> (8 * g)) & 0xFFu, m1 = static_cast<unsigned>(q >> (8 * g + 8)) & 0xFFu;
-        const float* p0 = v + _mm_popcnt_u64(_bzhi_u64(q, static_cast<unsigned>(8 * g)));
-        const float* p1 = v + _mm_popcnt_u64(_bzhi_u64(q, static_cast<unsigned>(8 * g + 8)));
-        const __m256i l0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(k_expand.lane[m0]));
-        const __m256i l1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(k_expand.lane[m1]));
-        const __m256 x0 = _mm256_blendv_ps(_mm256_loadu_ps(xp + 8 * g), zero, _mm256_castsi256_ps(l0));
-        const __m256 x1 = _mm256_blendv_ps(_mm256_loadu_ps(xp + 8 * g + 8), zero, _mm256_castsi256_ps(l1));
-        a0 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(p0), l0), x0, a0);
-        a1 = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(p1), l1), x1, a1);
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        const unsigned m = mb[8 * w + g];
+        const __m256i l = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(k_expand_bytes.lane[m])));
+        const __m256 xg = _mm256_blendv_ps(zero, _mm256_loadu_ps(xp + 8 * g), _mm256_castsi256_ps(l));
+        a[g & 1] = _mm256_fmadd_ps(_mm256_permutevar8x32_ps(_mm256_loadu_ps(v), l), xg, a[g & 1]);
+        v += _mm_popcnt_u32(m);
       }
       // The hardware prefetcher stops at page ends (4 KiB unless the plan got 2 MiB
       // pages): fetch 2 KiB ahead (1-8 KiB tried, within noise of each other).
       _mm_prefetch(reinterpret_cast<const char*>(v + 512), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(v + 528), _MM_HINT_T0);
-      v += _mm_popcnt_u64(q);
     }
-    float sum = x86::hsum(_mm256_add_ps(a0, a1));
+    float sum = x86::hsum(_mm256_add_ps(a[0], a[1]));
     if (full < p.words)
       for (std::uint64_t q = bw[full]; q != 0; q &= q - 1) sum += *v++ * x[64 * full + std::countr_zero(q)];
     y[i] = sum;
