@@ -24,7 +24,7 @@ struct shape3 {
 const std::vector<shape3> k_shapes = {{1, 1, 1},   {1, 17, 3},   {1, 33, 65},  {2, 16, 4},   {3, 31, 127},
                                       {5, 47, 33}, {16, 20, 100}, {17, 35, 259}, {9, 16, 64}, {40, 50, 513},
                                       {70, 19, 4101}, {1, 40, 1030}, {1, 16, 2048}, {13, 48, 36}, {25, 64, 8},
-                                      // AVX2 widened-chunk path: 6-row tiles, K chunks of 256 (+4
+                                      // AVX2 widened-chunk path: 6-row tiles, K chunks of 512 (+4
                                       // tail), several 96-row blocks with a short last one.
                                       {6, 16, 260}, {7, 33, 516}, {200, 17, 40}, {131, 20, 300}};
 
@@ -324,14 +324,14 @@ TEST_CASE("int8 gemm with activations all <= 127 (reduce_range fast path) is bit
 }
 
 TEST_CASE("int8 gemm with one activation of 128 to 255 among 127s avoids the saturating kernel") {
-  // All activations 127 except one per row (128, 200 or 255) placed next to another large
-  // activation, weights all 127: the vpmaddubsw pair (255·127 + 127·127 = 48514) saturates at
-  // 32767, so a wrong choice of kernel would show up as a wrong sum.
+  // All activations 127 except one in the last row (128, 200 or 255) next to a 127, weights
+  // 127: that vpmaddubsw pair (200·127 + 127·127 = 41529, 255·127 + 127·127 = 48514) would
+  // saturate at 32767, so choosing the u7 kernel would show up as a wrong sum. 128 (32385)
+  // would not saturate but is still outside [0, 127] and must take the exact path.
   for (const std::uint8_t big : {std::uint8_t{128}, std::uint8_t{200}, std::uint8_t{255}}) {
     const shape3 s{13, 35, 70};
     std::vector<std::uint8_t> a(static_cast<std::size_t>(s.m * s.k), 127);
     a[static_cast<std::size_t>((s.m - 1) * s.k + 2 * 17)] = big;  // last row only: the scan must reach it
-    for (index_t i = 0; i + 1 < s.m; ++i) a[static_cast<std::size_t>(i * s.k + 2 * (i % 30))] = 127;
     std::vector<std::int8_t> w(static_cast<std::size_t>(s.n * s.k), 127);
     w[5] = -128;
     const auto packed = kernels::pack_s8_weights(view(w, s.n, s.k));
