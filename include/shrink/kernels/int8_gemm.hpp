@@ -206,9 +206,9 @@ inline void tile_avx2(const std::uint8_t* a, index_t a_stride, index_t rows, con
 // + vpaddd: 6 rows × 2 ymm = 12 accumulators + 2 weights + 1 broadcast = 15 ymm, no
 // shuffle or hadd in the loop, 12 vpmaddwd per 2 weight loads + 6 broadcasts. Exact for the
 // same reason as above (s16 × s16 pairs summed in int32). The widening costs one pass per
-// (panel, chunk, row block), ≈ 1/10 of the multiplies for 64-row blocks.
+// (panel, chunk, row block), ≈ 1/60 of the multiplies for 192-row blocks.
 inline constexpr index_t k_wide_kc = 512;        ///< depths per chunk (multiple of 4): 16 KiB of int16 weights
-inline constexpr index_t k_wide_max_rows = 96;   ///< rows per block (the int32 accumulator block: 6 KiB)
+inline constexpr index_t k_wide_max_rows = 192;  ///< rows per block (the int32 accumulator block: 12 KiB)
 inline constexpr index_t k_wide_min_rows = 6;    ///< below this the per-quad kernel is cheaper than widening
 
 SHRINK_TARGET_AVX2 inline void widen_panel_avx2(const std::int8_t* panel, index_t quads, std::int16_t* wide) {
@@ -574,7 +574,9 @@ void run(const context& ctx, tensor_view<const T, 2> a, std::int32_t a_zero, con
   // Blocks of about k_a_block_bytes of activations, all of the same size (64 rows of K = 4096
   // used to run as 60 + 4, streaming every panel twice for 4 rows).
   index_t block_rows = std::max(mr, k_a_block_bytes / a_stride);
-  if (wide) block_rows = std::min(block_rows, k_wide_max_rows);
+  // The widened path reads the activations one K chunk at a time, so its block is sized in
+  // rows: as tall as the accumulator block allows (more rows per widening, all 6-row tiles).
+  if (wide) block_rows = k_wide_max_rows;
   const index_t blocks = (m + block_rows - 1) / block_rows;
   const index_t mc = round_up((m + blocks - 1) / blocks, mr);
   // At least ~256 K multiply-adds per chunk, so small problems do not pay for a thread.
