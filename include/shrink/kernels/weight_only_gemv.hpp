@@ -199,12 +199,6 @@ inline void rows_generic(const float* x, const packed_wq_weights& w, index_t n0,
 // lane i and vpsrad 28 sign-extends it (no shuffles). Per group: one fma chain per row,
 // then one fma by the broadcast group scale. Tail elements past the last multiple of 8
 // (inside the row's padded storage, but past x's end) are done in scalar.
-/// Rows per pass of the AVX2 kernel. 8 (one fma chain per row, 8 DRAM streams, half the
-/// activation reloads) measured the same as 4 within this machine's noise (3.9–4.1 ms at
-/// 8192²), so the simpler 4-row pass with two chains per row stays.
-inline constexpr int k_wq_rows = 4;
-inline constexpr index_t k_wq_prefetch_blocks = 1;  ///< prefetch distance, in blocks of rows
-
 // Eight weights from a row at depth k (a multiple of 8) as floats.
 template <int Bits>
 SHRINK_TARGET_AVX2 inline __m256 load8(const std::uint8_t* row, index_t k, __m256i shifts) {
@@ -220,14 +214,11 @@ SHRINK_TARGET_AVX2 inline __m256 load8(const std::uint8_t* row, index_t k, __m25
 template <int Bits, int R, bool F16>
 SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
   // Per 8 weights: one vpmovsxbd (int8) or broadcast+vpsllvd+vpsrad (int4), one cvtdq2ps,
-  // one fma; each activation vector is loaded once per R rows. With R = 8 one fma chain per
-  // row already gives 8 independent chains (fma latency 4 × 2 ports), so the 4 activation
-  // vectors of a 32-step, 8 accumulators and the weight temporaries fit the 16 ymm; 8 rows
-  // are also 8 DRAM streams in flight instead of 4. The group scale is applied once per
-  // group to the group's sum. Software prefetch of the rows k_wq_prefetch_blocks blocks ahead
-  // (into L2), once per 64-byte line and row: with the hardware prefetchers alone the core
-  // kept too few DRAM misses in flight while busy converting.
-  constexpr int C = R >= 8 ? 1 : 2;  // fma chains per row
+  // one fma; the activations are loaded once per 4 rows. Two fma chains per row (8 in all)
+  // hide the fma latency; the group scale is applied once per group to the group's sum.
+  // Software prefetch of the next block of R rows (R·row_bytes ahead, into L2): with the
+  // hardware prefetchers alone, or prefetches a few KiB ahead, the core kept too few DRAM
+  // misses in flight while busy converting (≈ 12–13 GB/s; ≈ 17 GB/s with it, 8192²).
   const index_t group = w.group, groups = w.groups, depth = w.depth;
   const float* sf = F16 ? nullptr : w.scales_f32.data() + n * groups;
   const std::uint16_t* sh = F16 ? w.scales_f16.data() + n * groups : nullptr;
@@ -238,10 +229,6 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
     total[r] = _mm256_setzero_ps();
     rows[r] = w.data.data() + (n + r) * w.row_bytes;
   }
-  // Prefetch target: the same offset in the rows k_wq_prefetch_blocks blocks further on,
-  // clamped to the matrix (a prefetch past it would be harmless but wasted).
-  const index_t pf_rows = std::min<index_t>(k_wq_prefetch_blocks * R, w.rows - n - R);
-  const index_t pf_off = std::max<index_t>(0, pf_rows) * w.row_bytes;
   const __m256i shifts = _mm256_setr_epi32(28, 24, 20, 16, 12, 8, 4, 0);
   const index_t vec_end = depth / 8 * 8;
   for (index_t g = 0; g < groups; ++g) {
@@ -257,24 +244,16 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
       __m256 x0 = _mm256_loadu_ps(x + k), x1 = _mm256_loadu_ps(x + k + 8), x2 = _mm256_loadu_ps(x + k + 16),
              x3 = _mm256_loadu_ps(x + k + 24);
       __asm__("" : "+x"(x0), "+x"(x1), "+x"(x2), "+x"(x3));
-      const bool pf = pf_off > 0 && (k * Bits / 8) % 64 == 0;
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        if (pf) _mm_prefetch(reinterpret_cast<const char*>(rows[r] + pf_off + k * Bits / 8), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(rows[r] + R * w.row_bytes + k * Bits / 8), _MM_HINT_T1);
         // int8: each load8 is one vpmovsxbd ymm, m64 (load and widen in one instruction).
         const __m256 w0 = load8<Bits>(rows[r], k, shifts), w1 = load8<Bits>(rows[r], k + 8, shifts),
                      w2 = load8<Bits>(rows[r], k + 16, shifts), w3 = load8<Bits>(rows[r], k + 24, shifts);
-        if constexpr (C == 1) {
-          ga[r] = _mm256_fmadd_ps(w0, x0, ga[r]);
-          ga[r] = _mm256_fmadd_ps(w1, x1, ga[r]);
-          ga[r] = _mm256_fmadd_ps(w2, x2, ga[r]);
-          ga[r] = _mm256_fmadd_ps(w3, x3, ga[r]);
-        } else {
-          ga[r] = _mm256_fmadd_ps(w0, x0, ga[r]);
-          gb[r] = _mm256_fmadd_ps(w1, x1, gb[r]);
-          ga[r] = _mm256_fmadd_ps(w2, x2, ga[r]);
-          gb[r] = _mm256_fmadd_ps(w3, x3, gb[r]);
-        }
+        ga[r] = _mm256_fmadd_ps(w0, x0, ga[r]);
+        gb[r] = _mm256_fmadd_ps(w1, x1, gb[r]);
+        ga[r] = _mm256_fmadd_ps(w2, x2, ga[r]);
+        gb[r] = _mm256_fmadd_ps(w3, x3, gb[r]);
       }
     }
     for (; k < k1; k += 8) {
@@ -285,8 +264,7 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const float sc = F16 ? _cvtsh_ss(sh[r * groups + g]) : sf[r * groups + g];
-      const __m256 gs = C == 1 ? ga[r] : _mm256_add_ps(ga[r], gb[r]);
-      total[r] = _mm256_fmadd_ps(gs, _mm256_set1_ps(sc), total[r]);
+      total[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r], gb[r]), _mm256_set1_ps(sc), total[r]);
     }
   }
   // The last depth mod 8 elements (one group, since groups are multiples of 8), in scalar.
@@ -300,11 +278,15 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
   }
 }
 
+// Tried on Zen 4 (8192², 64 MiB, DRAM-bound at ≈ 16.5 GB/s while the same kernel runs at
+// ≈ 23 GB/s from L2): 8 rows per pass with one fma chain per row, prefetching 2 or 4 blocks
+// ahead, one prefetch per 64-byte line, an extra prefetcht0 256 B–2 KiB ahead — all within
+// ±2 % (docs/kernels.md). The per-weight work (widen, convert, fma) is the floor here.
 template <int Bits, bool F16>
 SHRINK_TARGET_AVX2 inline void rows_avx2_bits(const float* x, const packed_wq_weights& w, index_t n0, index_t n1,
                                               float* y) {
   index_t n = n0;
-  for (; n + k_wq_rows <= n1; n += k_wq_rows) rows_avx2_block<Bits, k_wq_rows, F16>(x, w, n, y);
+  for (; n + 4 <= n1; n += 4) rows_avx2_block<Bits, 4, F16>(x, w, n, y);
   for (; n < n1; ++n) rows_avx2_block<Bits, 1, F16>(x, w, n, y);
 }
 
