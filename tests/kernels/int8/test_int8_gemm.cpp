@@ -323,6 +323,23 @@ TEST_CASE("int8 gemm with activations all <= 127 (reduce_range fast path) is bit
   }
 }
 
+TEST_CASE("int8 gemm s8 activations all negative (u7 after the +128 shift) is bit-exact") {
+  // s8 activations in [-128, -1] become [0, 127] after the +128 shift, so they take the same
+  // reduce_range kernel; checked against the oracle on the original s8 values.
+  const shape3 s{9, 21, 45};
+  auto a = data_with_extremes<std::int8_t>(static_cast<std::size_t>(s.m * s.k), 801);  // seed odd: runs of 127
+  for (auto& v : a) v = static_cast<std::int8_t>(v < 0 ? v : -1 - v);  // map into [-128, -1]
+  const auto w = data_with_extremes<std::int8_t>(static_cast<std::size_t>(s.n * s.k), 802);
+  const auto packed = kernels::pack_s8_weights(view(w, s.n, s.k));
+  const auto expect = oracle(a, -7, w, 0, s);
+  std::vector<std::byte> ws(kernels::int8_gemm_workspace_bytes(s.m, s.k));
+  testing::for_each_isa([&](kernels::isa) {
+    std::vector<std::int32_t> c(static_cast<std::size_t>(s.m * s.n));
+    kernels::int8_gemm(view(a, s.m, s.k), -7, packed, tensor_view<std::int32_t, 2>(c.data(), shape<2>{s.m, s.n}), ws);
+    for (std::size_t i = 0; i < c.size(); ++i) REQUIRE(static_cast<std::int64_t>(c[i]) == expect[i]);
+  });
+}
+
 TEST_CASE("int8 gemm with one activation of 128 to 255 among 127s avoids the saturating kernel") {
   // All activations 127 except one in the last row (128, 200 or 255) next to a 127, weights
   // 127: that vpmaddubsw pair (200·127 + 127·127 = 41529, 255·127 + 127·127 = 48514) would
