@@ -213,6 +213,24 @@ SHRINK_TARGET_AVX512_VPOPCNT inline std::int32_t single_avx512(const std::uint64
   return static_cast<std::int32_t>(total);
 }
 
+// Steps of micro_avx512's transposing reduction, in the all-ones maskz forms: GCC 12's plain
+// unpack/shuffle intrinsics pass an undefined source that trips -Wuninitialized in user builds.
+// Per 128-bit lane: [a0+a1, b0+b1] from a = [a0, a1], b = [b0, b1].
+SHRINK_TARGET_AVX512_VPOPCNT inline __m512i add_lo_hi_avx512(__m512i a, __m512i b) {
+  return _mm512_add_epi64(_mm512_maskz_unpacklo_epi64(0xFF, a, b), _mm512_maskz_unpackhi_epi64(0xFF, a, b));
+}
+// Lanes (a0+a1, a2+a3, b0+b1, b2+b3) of 128-bit lanes a0..a3, b0..b3. (SIMDe 0.7.4 has no
+// native alias for the maskz shuffle.)
+#if defined(SHRINK_EMULATE_AVX512)
+#define SHRINK_XNOR_SHUFFLE_I64X2 simde_mm512_maskz_shuffle_i64x2
+#else
+#define SHRINK_XNOR_SHUFFLE_I64X2 _mm512_maskz_shuffle_i64x2
+#endif
+SHRINK_TARGET_AVX512_VPOPCNT inline __m512i add_halves_avx512(__m512i a, __m512i b) {
+  return _mm512_add_epi64(SHRINK_XNOR_SHUFFLE_I64X2(0xFF, a, b, 0x88), SHRINK_XNOR_SHUFFLE_I64X2(0xFF, a, b, 0xDD));
+}
+#undef SHRINK_XNOR_SHUFFLE_I64X2
+
 SHRINK_TARGET_AVX512_VPOPCNT inline void micro_avx512(const std::uint64_t* w, index_t ldw, const std::uint64_t* x,
                                                       index_t ldx, index_t words, std::int32_t* r) {
   const std::uint64_t *w0 = w, *w1 = w + ldw;
@@ -229,13 +247,10 @@ SHRINK_TARGET_AVX512_VPOPCNT inline void micro_avx512(const std::uint64_t* w, in
   }
   // Transposing reduction of the 8 accumulators into [Σc0, …, Σc7] (20 vector ops instead of
   // 8 stores and 56 scalar adds; it mattered for short rows such as a conv's 36 words).
-  __m512i t[4];
-  for (int j = 0; j < 4; ++j)
-    t[j] = _mm512_add_epi64(_mm512_unpacklo_epi64(c[2 * j], c[2 * j + 1]), _mm512_unpackhi_epi64(c[2 * j], c[2 * j + 1]));
-  const __m512i u0 = _mm512_add_epi64(_mm512_shuffle_i64x2(t[0], t[1], 0x88), _mm512_shuffle_i64x2(t[0], t[1], 0xDD));
-  const __m512i u1 = _mm512_add_epi64(_mm512_shuffle_i64x2(t[2], t[3], 0x88), _mm512_shuffle_i64x2(t[2], t[3], 0xDD));
+  const __m512i u0 = add_halves_avx512(add_lo_hi_avx512(c[0], c[1]), add_lo_hi_avx512(c[2], c[3]));
+  const __m512i u1 = add_halves_avx512(add_lo_hi_avx512(c[4], c[5]), add_lo_hi_avx512(c[6], c[7]));
   alignas(64) std::int64_t total[8];
-  _mm512_store_si512(total, _mm512_add_epi64(_mm512_shuffle_i64x2(u0, u1, 0x88), _mm512_shuffle_i64x2(u0, u1, 0xDD)));
+  _mm512_store_si512(total, add_halves_avx512(u0, u1));
   // A 4-word remainder (rows of 36 words in a 3×3 binary conv over 256 channels) as one
   // 256-bit vpopcntq step rather than 32 scalar popcounts.
   if (i + 4 <= words) {
