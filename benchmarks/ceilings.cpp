@@ -118,7 +118,12 @@ SHRINK_TARGET_AVX512_VPOPCNT std::uint64_t popcnt_avx512(const std::uint64_t* a,
       acc1 = _mm512_add_epi64(acc1, _mm512_popcnt_epi64(_mm512_xor_si512(_mm512_loadu_si512(a + i + 8),
                                                                           _mm512_loadu_si512(b + i + 8))));
     }
-  return static_cast<std::uint64_t>(_mm512_reduce_add_epi64(_mm512_add_epi64(acc0, acc1)));
+  // Stored and summed: GCC 12's _mm512_reduce_add_epi64 trips -Wuninitialized (undefined source).
+  alignas(64) std::uint64_t lanes[8];
+  _mm512_store_si512(lanes, _mm512_add_epi64(acc0, acc1));
+  std::uint64_t total = 0;
+  for (std::uint64_t v : lanes) total += v;
+  return total;
 }
 
 SHRINK_TARGET_AVX2 double read_avx2(const float* p, std::size_t n) {
