@@ -71,7 +71,9 @@ SHRINK_TARGET_AVX512_VNNI int int8_vnni(int n) {
   }
   __m512i t = a[0];
   for (int j = 1; j < 12; ++j) t = _mm512_add_epi32(t, a[j]);
-  return _mm_cvtsi128_si32(_mm512_castsi512_si128(t));
+  alignas(64) int lanes[16];  // stored: GCC 12's _mm512_castsi512_si128 trips -Wuninitialized
+  _mm512_store_si512(lanes, t);
+  return lanes[0];
 }
 
 // Popcount: XOR then population count of 64-bit words; "binary ops" count one per bit.
