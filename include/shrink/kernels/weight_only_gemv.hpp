@@ -237,6 +237,10 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) ga[r] = gb[r] = _mm256_setzero_ps();
     index_t k = k0;
+    // int8 only: for int4 the decode (broadcast, vpsllvd, vpsrad) needs the registers that
+    // the four activation vectors would hold here, and GCC then spilled; the one-chain loop
+    // below is 1.3x faster for int4 (weight_only_gemm 10000x300x784 g32: 194 vs 255 ms).
+    if constexpr (Bits == 8)
     for (; k + 32 <= k1; k += 32) {
       // The four activation vectors are loaded once and kept in registers for the R rows:
       // GCC otherwise folds them into each fma as a memory operand, R× the loads, and the
@@ -264,7 +268,8 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
       const float sc = F16 ? _cvtsh_ss(sh[r * groups + g]) : sf[r * groups + g];
-      total[r] = _mm256_fmadd_ps(_mm256_add_ps(ga[r], gb[r]), _mm256_set1_ps(sc), total[r]);
+      const __m256 gs = Bits == 8 ? _mm256_add_ps(ga[r], gb[r]) : ga[r];
+      total[r] = _mm256_fmadd_ps(gs, _mm256_set1_ps(sc), total[r]);
     }
   }
   // The last depth mod 8 elements (one group, since groups are multiples of 8), in scalar.
