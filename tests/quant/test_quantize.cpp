@@ -11,6 +11,7 @@
 
 #include "support/isa.hpp"
 #include "support/random.hpp"
+#include "onnx_oracle.hpp"
 
 using namespace shrink;
 using quant::granularity;
@@ -21,21 +22,9 @@ namespace {
 
 // ---- independent oracles (the published formulas, not the library) ----------------------
 
-// Round half to even written out: the nearest integer, ties to the even one.
-double round_half_even(double v) {
-  const double f = std::floor(v);
-  const double d = v - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return std::fmod(f, 2.0) == 0.0 ? f : f + 1;
-}
-
-// ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zero_point), x / scale in fp32.
-int onnx_quantize(float x, float scale, int zp, int qmin, int qmax) {
-  const float v = x / scale;
-  const double q = round_half_even(static_cast<double>(v)) + zp;
-  return static_cast<int>(std::min<double>(qmax, std::max<double>(qmin, q)));
-}
+// Round half to even and ONNX QuantizeLinear, written out in onnx_oracle.hpp.
+using shrink::testing::onnx_quantize;
+using shrink::testing::round_half_even;
 
 struct torch_params {
   float scale;

@@ -10,6 +10,7 @@
 
 #include "support/isa.hpp"
 #include "support/random.hpp"
+#include "onnx_oracle.hpp"
 
 using namespace shrink;
 using quant::granularity;
@@ -18,20 +19,9 @@ using quant::scheme;
 
 namespace {
 
-// Round half to even written out, and ONNX QuantizeLinear: saturate(rhe(x / scale) + zp)
-// with x / scale in fp32 (the oracle, independent of the library's encoders).
-double round_half_even(double v) {
-  const double f = std::floor(v);
-  const double d = v - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return std::fmod(f, 2.0) == 0.0 ? f : f + 1;
-}
-int onnx_quantize(float x, float scale, int zp, int qmin, int qmax) {
-  const float v = x / scale;
-  const double q = round_half_even(static_cast<double>(v)) + zp;
-  return static_cast<int>(std::min<double>(qmax, std::max<double>(qmin, q)));
-}
+// Round half to even and ONNX QuantizeLinear, written out in onnx_oracle.hpp.
+using shrink::testing::onnx_quantize;
+using shrink::testing::round_half_even;
 
 // Random weights with planted runs along each row, cycling every `run` values: an all-equal
 // run, an all-zero run, a run of exact ties for a power-of-two scale (amax 7.5 / 16 gives
