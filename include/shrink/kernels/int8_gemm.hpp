@@ -8,6 +8,7 @@
 #include <cstring>
 #include <span>
 #include <type_traits>
+#include <utility>
 
 #include <xsimd/xsimd.hpp>
 
@@ -64,6 +65,15 @@ struct tile_kernel {
 inline constexpr index_t k_max_mr = 8;
 /// Largest accumulator block any kernel writes: 12 rows × 2 panels × 16 outputs.
 inline constexpr index_t k_max_acc = 12 * 32;
+
+/// Calls f(std::integral_constant<int, R>) with R = min(rows, Max), rows >= 1: the one place
+/// that turns a run-time row count into a micro-kernel's compile-time register blocking.
+template <int Max, class F>
+SHRINK_ALWAYS_INLINE void with_rows(index_t rows, F&& f) {
+  if constexpr (Max > 1)
+    if (rows < Max) return with_rows<Max - 1>(rows, std::forward<F>(f));
+  f(std::integral_constant<int, Max>{});
+}
 
 // ---- reference: the oracle, scalar, wrapping arithmetic as every int32 lane.
 inline void tile_reference(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
@@ -192,10 +202,7 @@ SHRINK_TARGET_AVX2 inline void gemv_avx2(const std::uint8_t* a, const std::int8_
 
 inline void tile_avx2(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel, index_t quads,
                       std::int32_t* acc) {
-  switch (rows) {
-    case 1: tile_avx2_rows<1>(a, a_stride, panel, quads, acc); break;
-    default: tile_avx2_rows<2>(a, a_stride, panel, quads, acc); break;
-  }
+  with_rows<2>(rows, [&](auto r) { tile_avx2_rows<decltype(r)::value>(a, a_stride, panel, quads, acc); });
 }
 
 // ---- avx2, widened panel chunks (M >= k_wide_min_rows). The per-quad kernel above spends
@@ -259,14 +266,7 @@ SHRINK_TARGET_AVX2 inline void tile_avx2_wide_rows(const std::int16_t* a, index_
 
 inline void tile_avx2_wide(const std::int16_t* a, index_t a_stride, index_t rows, const std::int16_t* wide,
                            index_t pairs, std::int32_t* acc, bool add) {
-  switch (rows) {
-    case 1: tile_avx2_wide_rows<1>(a, a_stride, wide, pairs, acc, add); break;
-    case 2: tile_avx2_wide_rows<2>(a, a_stride, wide, pairs, acc, add); break;
-    case 3: tile_avx2_wide_rows<3>(a, a_stride, wide, pairs, acc, add); break;
-    case 4: tile_avx2_wide_rows<4>(a, a_stride, wide, pairs, acc, add); break;
-    case 5: tile_avx2_wide_rows<5>(a, a_stride, wide, pairs, acc, add); break;
-    default: tile_avx2_wide_rows<6>(a, a_stride, wide, pairs, acc, add); break;
-  }
+  with_rows<6>(rows, [&](auto r) { tile_avx2_wide_rows<decltype(r)::value>(a, a_stride, wide, pairs, acc, add); });
 }
 
 // ---- avx2, activations all <= 127 (PyTorch/FBGEMM reduce_range): vpmaddubsw is exact then,
@@ -302,14 +302,7 @@ SHRINK_TARGET_AVX2 inline void tile_avx2_u7_rows(const std::uint8_t* a, index_t 
 
 inline void tile_avx2_u7(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
                          index_t quads, std::int32_t* acc) {
-  switch (rows) {
-    case 1: tile_avx2_u7_rows<1>(a, a_stride, panel, quads, acc); break;
-    case 2: tile_avx2_u7_rows<2>(a, a_stride, panel, quads, acc); break;
-    case 3: tile_avx2_u7_rows<3>(a, a_stride, panel, quads, acc); break;
-    case 4: tile_avx2_u7_rows<4>(a, a_stride, panel, quads, acc); break;
-    case 5: tile_avx2_u7_rows<5>(a, a_stride, panel, quads, acc); break;
-    default: tile_avx2_u7_rows<6>(a, a_stride, panel, quads, acc); break;
-  }
+  with_rows<6>(rows, [&](auto r) { tile_avx2_u7_rows<decltype(r)::value>(a, a_stride, panel, quads, acc); });
 }
 
 // ---- avx_vnni: vpdpbusd (u8 × s8, 4 products into one int32 lane, no saturation) on
@@ -341,14 +334,7 @@ SHRINK_TARGET_AVX_VNNI inline void tile_avx_vnni_rows(const std::uint8_t* a, ind
 
 inline void tile_avx_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
                           index_t quads, std::int32_t* acc) {
-  switch (rows) {
-    case 1: tile_avx_vnni_rows<1>(a, a_stride, panel, quads, acc); break;
-    case 2: tile_avx_vnni_rows<2>(a, a_stride, panel, quads, acc); break;
-    case 3: tile_avx_vnni_rows<3>(a, a_stride, panel, quads, acc); break;
-    case 4: tile_avx_vnni_rows<4>(a, a_stride, panel, quads, acc); break;
-    case 5: tile_avx_vnni_rows<5>(a, a_stride, panel, quads, acc); break;
-    default: tile_avx_vnni_rows<6>(a, a_stride, panel, quads, acc); break;
-  }
+  with_rows<6>(rows, [&](auto r) { tile_avx_vnni_rows<decltype(r)::value>(a, a_stride, panel, quads, acc); });
 }
 
 // ---- avx512_vnni: one quad of a panel is exactly one zmm (16 outputs × 4 depth bytes);
@@ -408,34 +394,14 @@ SHRINK_TARGET_AVX512_VNNI inline void tile_pair_avx512_vnni_rows(const std::uint
 inline void tile_pair_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel0,
                                   index_t panel_stride, index_t quads, std::int32_t* acc) {
   // acc is [panel][rows][16]: the templates write panel 1 after `R` rows, R == rows here.
-  switch (rows) {
-    case 1: tile_pair_avx512_vnni_rows<1>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 2: tile_pair_avx512_vnni_rows<2>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 3: tile_pair_avx512_vnni_rows<3>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 4: tile_pair_avx512_vnni_rows<4>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 5: tile_pair_avx512_vnni_rows<5>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 6: tile_pair_avx512_vnni_rows<6>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 7: tile_pair_avx512_vnni_rows<7>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 8: tile_pair_avx512_vnni_rows<8>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 9: tile_pair_avx512_vnni_rows<9>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 10: tile_pair_avx512_vnni_rows<10>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    case 11: tile_pair_avx512_vnni_rows<11>(a, a_stride, panel0, panel_stride, quads, acc); break;
-    default: tile_pair_avx512_vnni_rows<12>(a, a_stride, panel0, panel_stride, quads, acc); break;
-  }
+  with_rows<12>(rows, [&](auto r) {
+    tile_pair_avx512_vnni_rows<decltype(r)::value>(a, a_stride, panel0, panel_stride, quads, acc);
+  });
 }
 
 inline void tile_avx512_vnni(const std::uint8_t* a, index_t a_stride, index_t rows, const std::int8_t* panel,
                              index_t quads, std::int32_t* acc) {
-  switch (rows) {
-    case 1: tile_avx512_vnni_rows<1>(a, a_stride, panel, quads, acc); break;
-    case 2: tile_avx512_vnni_rows<2>(a, a_stride, panel, quads, acc); break;
-    case 3: tile_avx512_vnni_rows<3>(a, a_stride, panel, quads, acc); break;
-    case 4: tile_avx512_vnni_rows<4>(a, a_stride, panel, quads, acc); break;
-    case 5: tile_avx512_vnni_rows<5>(a, a_stride, panel, quads, acc); break;
-    case 6: tile_avx512_vnni_rows<6>(a, a_stride, panel, quads, acc); break;
-    case 7: tile_avx512_vnni_rows<7>(a, a_stride, panel, quads, acc); break;
-    default: tile_avx512_vnni_rows<8>(a, a_stride, panel, quads, acc); break;
-  }
+  with_rows<8>(rows, [&](auto r) { tile_avx512_vnni_rows<decltype(r)::value>(a, a_stride, panel, quads, acc); });
 }
 #endif
 
