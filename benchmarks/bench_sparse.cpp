@@ -106,6 +106,18 @@ void run_spmv(benchmark::State& state, const Plan& plan, double nnz) {
   bench::set_ops(state, 2.0 * nnz);
 }
 
+/// Batch-1 int8 SpMV (s8 activations, exact int32 outputs) through either plan type.
+template <class Plan>
+void run_spmv_int8(benchmark::State& state, const Plan& plan) {
+  const auto x = int8s(static_cast<std::size_t>(k_n), 4);
+  std::vector<std::int32_t> y(static_cast<std::size_t>(k_n));
+  for (auto _ : state) {
+    k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), k_one);
+    benchmark::DoNotOptimize(y.data());
+  }
+  bench::set_ops(state, 2.0 * static_cast<double>(plan.nnz()));
+}
+
 template <class Plan>
 void run_spmm(benchmark::State& state, const Plan& plan, double nnz, index_t batch) {
   const auto& x = x_mat();
@@ -203,23 +215,11 @@ void register_all() {
           });
     benchmark::RegisterBenchmark(name("spmv_csr_int8", "shrink", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
       const auto plan = k::make_spmv_plan(sp::csr_int8::from_dense(wview(), mview(s)));
-      const auto x = int8s(static_cast<std::size_t>(k_n), 4);
-      std::vector<std::int32_t> y(static_cast<std::size_t>(k_n));
-      for (auto _ : st) {
-        k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), k_one);
-        benchmark::DoNotOptimize(y.data());
-      }
-      bench::set_ops(st, 2.0 * static_cast<double>(plan.nnz()));
+      run_spmv_int8(st, plan);
     });
     benchmark::RegisterBenchmark(name("spmv_csr_int8", "shrink_general", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
       const auto plan = k::make_plan(sp::csr_int8::from_dense(wview(), mview(s)));
-      const auto x = int8s(static_cast<std::size_t>(k_n), 4);
-      std::vector<std::int32_t> y(static_cast<std::size_t>(k_n));
-      for (auto _ : st) {
-        k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), k_one);
-        benchmark::DoNotOptimize(y.data());
-      }
-      bench::set_ops(st, 2.0 * static_cast<double>(plan.nnz()));
+      run_spmv_int8(st, plan);
     });
     benchmark::RegisterBenchmark(
         name("spmm_csr_int8", "shrink", "4096x4096x64" + tag).c_str(), [s](benchmark::State& st) {
