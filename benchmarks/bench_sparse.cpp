@@ -181,7 +181,8 @@ void register_all() {
       run_spmv(st, plan, static_cast<double>(plan.nnz()));
     });
     for (auto [layout, lname] : {std::pair{k::spmv_layout::index16, "shrink_index16"},
-                                 std::pair{k::spmv_layout::bitmap, "shrink_bitmap"}})
+                                 std::pair{k::spmv_layout::bitmap, "shrink_bitmap"},
+                                 std::pair{k::spmv_layout::delta8, "shrink_delta8"}})
       benchmark::RegisterBenchmark(name("spmv_csr_f32", lname, "4096x4096" + tag).c_str(),
                                    [s, layout](benchmark::State& st) {
                                      const auto plan = k::make_spmv_plan(sp::csr_f32::from_dense(wview(), mview(s)), layout);
@@ -217,6 +218,14 @@ void register_all() {
       const auto plan = k::make_spmv_plan(sp::csr_int8::from_dense(wview(), mview(s)));
       run_spmv_int8(st, plan);
     });
+    for (auto [layout, lname] : {std::pair{k::spmv_layout::index32, "shrink_index32"},
+                                 std::pair{k::spmv_layout::bitmap, "shrink_bitmap"},
+                                 std::pair{k::spmv_layout::delta8, "shrink_delta8"}})
+      benchmark::RegisterBenchmark(name("spmv_csr_int8", lname, "4096x4096" + tag).c_str(),
+                                   [s, layout](benchmark::State& st) {
+                                     const auto plan = k::make_spmv_plan(sp::csr_int8::from_dense(wview(), mview(s)), layout);
+                                     run_spmv_int8(st, plan);
+                                   });
     benchmark::RegisterBenchmark(name("spmv_csr_int8", "shrink_general", "4096x4096" + tag).c_str(), [s](benchmark::State& st) {
       const auto plan = k::make_plan(sp::csr_int8::from_dense(wview(), mview(s)));
       run_spmv_int8(st, plan);

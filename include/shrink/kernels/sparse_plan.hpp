@@ -157,6 +157,50 @@ void for_row_ranges(const context& ctx, const sparse_plan<V>& p, Fn&& fn) {
   });
 }
 
+/// The check every make_spmv_plan shares: the CSR row pointers (rows + 1 of them) end at
+/// the nnz stored entries. (csr_* validates itself; this guards the plan's own arithmetic.)
+inline void check_row_pointers(const char* who, std::span<const std::uint32_t> rp, index_t rows, index_t nnz) {
+  SHRINK_REQUIRE(rp.size() == static_cast<std::size_t>(rows) + 1 && rp[static_cast<std::size_t>(rows)] ==
+                     static_cast<std::uint32_t>(nnz),
+                 errc::format, who, ": row pointers do not end at the ", nnz, " stored entries");
+}
+
+/// delta8: whether CSR entries [k0, k1) (strictly increasing columns) can be stored as u8
+/// steps, the first from column 0: every step at most 255. Rows that cannot are escape rows.
+template <class Column>
+bool fits_delta8(const Column& column, index_t k0, index_t k1) {
+  index_t prev = 0;
+  for (index_t k = k0; k < k1; ++k) {
+    if (column(k) - prev > 255) return false;
+    prev = column(k);
+  }
+  return true;
+}
+
+/// delta8 u16-stream units of an fp32 row of n entries: 5 bytes each, padded to even.
+constexpr std::size_t delta8_units(index_t n) noexcept { return (5 * static_cast<std::size_t>(n) + 1) / 2; }
+
+#if SHRINK_HAS_X86_PATHS
+/// Columns of 16 delta8 entries from their u8 steps d[0..15] and the column before them
+/// (`base`, broadcast in every u16 lane): widened to u16, inclusive prefix sums within each
+/// 128-bit half (3 shift-adds), the low half's total added to the high half, then base.
+/// `base` becomes the last column (u16 sums cannot wrap: columns < 65,536).
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256i columns16_avx2(const unsigned char* d, __m256i& base) {
+  __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
+  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 2));
+  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 4));
+  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 8));
+  const __m256i last = _mm256_set1_epi16(0x0F0E);  // pshufb: bytes 14, 15 of each half everywhere
+  const __m256i t = _mm256_shuffle_epi8(c, last);   // [low total x8 | high total x8]
+  c = _mm256_add_epi16(c, _mm256_permute2x128_si256(t, t, 0x08));  // [0 | low total]
+  const __m256i total = _mm256_shuffle_epi8(_mm256_permute2x128_si256(c, c, 0x11), last);
+  const __m256i cols = _mm256_add_epi16(c, base);
+  base = _mm256_add_epi16(base, total);  // the only step carried from chunk to chunk
+  return cols;
+}
+
+#endif
+
 }  // namespace sparse_detail
 
 /// Lowers CSR fp32: widens column indices to 32 bits.
@@ -234,23 +278,33 @@ inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
 
 /// How a batch-1 plan (make_spmv_plan) stores a CSR fp32 matrix. docs/sparse.md, "SpMV plans".
 enum class spmv_layout : std::uint8_t {
-  automatic,  ///< make_spmv_plan picks: bitmap at density >= 0.25, else index16 (index32 past 65,536 columns)
+  automatic,  ///< make_spmv_plan picks by density (see make_spmv_plan); index32 past 65,536 columns
   index16,    ///< per row, chunks of 16 entries: 16 x u16 columns then 16 x fp32 values (6 B per entry)
   index32,    ///< separate u32 column and fp32 value arrays (8 B per entry), for any width
   bitmap,     ///< per row, one bit per column (u64 words) and the kept values packed (4 B + cols/8 B per row)
+  /// per row, chunks of 16 entries: 16 x u8 column steps (the first from column 0) then 16
+  /// values (fp32: 5 B per entry; int8: 2 B). A row with a step > 255 is an escape row,
+  /// kept exactly in the index16 (fp32) / u32-column (int8) form. cols <= 65,536.
+  delta8,
 };
 
 /// A CSR fp32 matrix re-laid out for y = W·x alone (batch 1), where the cost is one
 /// random x access per entry: the u16 layout moves 6 bytes per entry in one sequential
 /// stream and needs no gather instruction; the bitmap layout replaces the x accesses by
 /// contiguous x loads (dense columns, masked) and moves 4 bytes per entry + 1 bit per column.
+/// The delta8 layout moves 5 bytes per entry (u8 column steps); rows it cannot encode go
+/// to the index16 form inside the same stream, flagged in `escape`.
 /// Built only by make_spmv_plan() from a validated CSR (sorted, unique, in-range columns).
 struct spmv_plan_f32 {
   index_t rows = 0, cols = 0, entries = 0;
   spmv_layout layout = spmv_layout::index32;
-  /// index16: offset of row i in `stream` (u16 units); index32/bitmap: first entry of row i.
+  /// index16/delta8: offset of row i in `stream` (u16 units); index32/bitmap: first entry of row i.
   aligned_buffer<std::uint32_t> row_ptr{1};
-  aligned_buffer<std::uint16_t> stream;  ///< index16: [16 cols][16 values as 32 u16] per chunk; tail: [t cols][t values]
+  /// index16: [16 cols][16 values as 32 u16] per chunk; tail: [t cols][t values].
+  /// delta8: bytes [16 u8 steps][16 fp32 values] per chunk, tail [t steps][t values], the
+  /// row padded with one zero byte to whole u16 units; escape rows as in index16.
+  aligned_buffer<std::uint16_t> stream;
+  aligned_buffer<std::uint8_t> escape;   ///< delta8: 1 when row i is stored index16 (a step > 255), else 0
   aligned_buffer<std::uint32_t> col;     ///< index32
   aligned_buffer<float> values;          ///< index32, bitmap (+8 zeros: the bitmap kernel loads 8 from any entry)
   aligned_buffer<std::uint64_t> bits;    ///< bitmap: rows x words, bit j%64 of word j/64 = column j kept
@@ -258,7 +312,8 @@ struct spmv_plan_f32 {
 
   [[nodiscard]] index_t nnz() const noexcept { return entries; }
   [[nodiscard]] std::size_t bytes() const noexcept {
-    return row_ptr.size_bytes() + stream.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes();
+    return row_ptr.size_bytes() + stream.size_bytes() + escape.size_bytes() + col.size_bytes() +
+           values.size_bytes() + bits.size_bytes();
   }
 };
 
@@ -276,12 +331,10 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
              : narrow                                               ? spmv_layout::index16
                                                                     : spmv_layout::index32;
   }
-  SHRINK_REQUIRE(layout != spmv_layout::index16 || narrow, errc::invalid_argument, who, ": index16 addresses 65536 ",
-                 "columns, the matrix has ", cols);
+  SHRINK_REQUIRE((layout != spmv_layout::index16 && layout != spmv_layout::delta8) || narrow, errc::invalid_argument,
+                 who, ": index16 and delta8 address 65536 columns, the matrix has ", cols);
   const auto rp = a.row_ptr();
-  SHRINK_REQUIRE(rp.size() == static_cast<std::size_t>(rows) + 1 && rp[static_cast<std::size_t>(rows)] ==
-                     static_cast<std::uint32_t>(nnz),
-                 errc::format, who, ": row pointers do not end at the ", nnz, " stored entries");
+  sparse_detail::check_row_pointers(who, rp, rows, nnz);
   spmv_plan_f32 p;
   p.rows = rows;
   p.cols = cols;
@@ -290,16 +343,45 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(rows) + 1);
   const auto column = [&](index_t k) { return a.col_idx()[k]; };
   const auto vals = a.values();
-  if (layout == spmv_layout::index16) {
-    // 3 u16 units per entry; the offsets are u32.
-    SHRINK_REQUIRE(nnz <= index_t{0xFFFFFFFF} / 3, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
-    p.stream = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(3 * nnz), uninitialized);
+  if (layout == spmv_layout::index16 || layout == spmv_layout::delta8) {
+    const bool delta = layout == spmv_layout::delta8;
+    const auto row_begin = [&](index_t i) { return static_cast<index_t>(rp[static_cast<std::size_t>(i)]); };
+    if (delta) {  // which rows escape (a step > 255), and the stream size in u16 units
+      p.escape = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows));
+    }
+    std::size_t units = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t k0 = row_begin(i), k1 = row_begin(i + 1);
+      const bool esc = delta && !sparse_detail::fits_delta8(column, k0, k1);
+      if (delta) p.escape[static_cast<std::size_t>(i)] = esc ? 1 : 0;
+      units += (delta && !esc) ? sparse_detail::delta8_units(k1 - k0) : 3 * static_cast<std::size_t>(k1 - k0);
+    }
+    // the row offsets are u32
+    SHRINK_REQUIRE(units <= std::size_t{0xFFFFFFFF}, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
+    p.stream = aligned_buffer<std::uint16_t>(units, uninitialized);
     sparse_detail::prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
     std::size_t at = 0;
     for (index_t i = 0; i < rows; ++i) {
       p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(at);
-      index_t k = rp[static_cast<std::size_t>(i)];
-      const index_t k1 = rp[static_cast<std::size_t>(i) + 1];
+      index_t k = row_begin(i);
+      const index_t k0 = k, k1 = row_begin(i + 1);
+      if (delta && p.escape[static_cast<std::size_t>(i)] == 0) {
+        // bytes [t steps][t values] per chunk of t <= 16; memcpy: values sit at odd offsets
+        auto* b = reinterpret_cast<unsigned char*>(p.stream.data() + at);
+        index_t prev = 0;
+        for (; k < k1; k += std::min<index_t>(16, k1 - k)) {
+          const index_t t = std::min<index_t>(16, k1 - k);
+          for (index_t e = 0; e < t; ++e) {
+            b[e] = static_cast<unsigned char>(column(k + e) - prev);
+            prev = column(k + e);
+          }
+          std::memcpy(b + t, vals.data() + k, static_cast<std::size_t>(t) * sizeof(float));
+          b += 5 * t;
+        }
+        if ((k1 - k0) % 2 != 0) *b = 0;  // the pad byte: same input, same bytes
+        at += sparse_detail::delta8_units(k1 - k0);
+        continue;
+      }
       while (k < k1) {
         const index_t t = std::min<index_t>(16, k1 - k);
         for (index_t e = 0; e < t; ++e) p.stream[at + static_cast<std::size_t>(e)] = static_cast<std::uint16_t>(column(k + e));
@@ -339,41 +421,49 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
 
 /// A CSR int8 matrix re-laid out for y = W·x alone (batch 1, int8 x, exact int32 y):
 /// `bitmap` (one bit per column + packed int8 values: 1 B per kept weight + cols/8 B per
-/// row, read 16 columns per step with one pshufb) or `index32` (u32 columns + int8
-/// values, x bytes inserted into lanes). automatic: bitmap from 25 % density, as fp32.
+/// row, read 16 columns per step with one pshufb), `index32` (u32 columns + int8
+/// values, x bytes inserted into lanes) or `delta8` (2 B per entry: u8 column steps and
+/// int8 values in one byte stream; escape rows as [n x u32 column][n x int8 value]).
+/// automatic: see make_spmv_plan(csr_int8).
 struct spmv_plan_int8 {
   index_t rows = 0, cols = 0, entries = 0;
   spmv_layout layout = spmv_layout::index32;
-  aligned_buffer<std::uint32_t> row_ptr{1};  ///< first entry of row i
+  aligned_buffer<std::uint32_t> row_ptr{1};  ///< first entry of row i; delta8: byte offset of row i in `stream`
   aligned_buffer<std::uint32_t> col;         ///< index32
-  aligned_buffer<std::int8_t> values;        ///< + 16 zero bytes (the bitmap kernel reads up to 15 past an entry)
+  aligned_buffer<std::int8_t> values;        ///< index32/bitmap, + 16 zero bytes (the bitmap kernel reads up to 15 past an entry)
   aligned_buffer<std::uint64_t> bits;        ///< bitmap: rows x words
   index_t words = 0;
   aligned_buffer<float> row_scale;           ///< w = row_scale[i] * q, as in csr_int8
+  /// delta8: per chunk of 16 entries [16 u8 steps][16 int8 values], tail [t steps][t values];
+  /// escape rows [n x u32 column (little-endian)][n x int8 value].
+  aligned_buffer<std::uint8_t> stream;
+  aligned_buffer<std::uint8_t> escape;       ///< delta8: 1 when row i is an escape row (a step > 255)
 
   [[nodiscard]] index_t nnz() const noexcept { return entries; }
   [[nodiscard]] std::size_t bytes() const noexcept {
-    return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes();
+    return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes() +
+           stream.size_bytes() + escape.size_bytes();
   }
 };
 
-/// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap; index16 is
-/// fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums are exact.
+/// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap, delta8; index16
+/// is fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums are exact.
 inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layout = spmv_layout::automatic) {
   const char* who = "make_spmv_plan(csr_int8)";
   SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, who, ": ", a.cols(),
                  " columns; exact int32 accumulation needs at most 131072");
   SHRINK_REQUIRE(layout != spmv_layout::index16, errc::unsupported, who, ": index16 is an fp32 layout; use ",
-                 "automatic, index32 or bitmap");
+                 "automatic, index32, bitmap or delta8");
   const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
+  const bool narrow = cols <= index_t{65536};
   if (layout == spmv_layout::automatic) {
     const double total = static_cast<double>(rows) * static_cast<double>(cols);
     layout = (total > 0 && static_cast<double>(nnz) >= 0.25 * total) ? spmv_layout::bitmap : spmv_layout::index32;
   }
+  SHRINK_REQUIRE(layout != spmv_layout::delta8 || narrow, errc::invalid_argument, who,
+                 ": delta8 addresses 65536 columns, the matrix has ", cols);
   const auto rp = a.row_ptr();
-  SHRINK_REQUIRE(rp.size() == static_cast<std::size_t>(rows) + 1 && rp[static_cast<std::size_t>(rows)] ==
-                     static_cast<std::uint32_t>(nnz),
-                 errc::format, who, ": row pointers do not end at the ", nnz, " stored entries");
+  sparse_detail::check_row_pointers(who, rp, rows, nnz);
   spmv_plan_int8 p;
   p.rows = rows;
   p.cols = cols;
@@ -381,6 +471,52 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   p.layout = layout;
   p.row_ptr = aligned_buffer<std::uint32_t>(rp);
   p.row_scale = aligned_buffer<float>(a.row_scales());
+  if (layout == spmv_layout::delta8) {
+    const auto column = [&](index_t k) { return a.col_idx()[k]; };
+    const auto row_begin = [&](index_t i) { return static_cast<index_t>(rp[static_cast<std::size_t>(i)]); };
+    p.escape = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows));
+    std::size_t size = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      const index_t n = row_begin(i + 1) - row_begin(i);
+      const bool esc = !sparse_detail::fits_delta8(column, row_begin(i), row_begin(i + 1));
+      p.escape[static_cast<std::size_t>(i)] = esc ? 1 : 0;
+      size += static_cast<std::size_t>(esc ? 5 * n : 2 * n);
+    }
+    SHRINK_REQUIRE(size <= std::size_t{0xFFFFFFFF}, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
+    p.stream = aligned_buffer<std::uint8_t>(size, uninitialized);
+    sparse_detail::prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
+    const auto vals = a.values();
+    std::size_t at = 0;
+    for (index_t i = 0; i < rows; ++i) {
+      p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(at);
+      const index_t k0 = row_begin(i), k1 = row_begin(i + 1), n = k1 - k0;
+      std::uint8_t* b = p.stream.data() + at;
+      if (p.escape[static_cast<std::size_t>(i)] != 0) {
+        for (index_t e = 0; e < n; ++e) {
+          const auto c = static_cast<std::uint32_t>(column(k0 + e));
+          const unsigned char le[4] = {static_cast<unsigned char>(c), static_cast<unsigned char>(c >> 8),
+                                       static_cast<unsigned char>(c >> 16), static_cast<unsigned char>(c >> 24)};
+          std::memcpy(b + 4 * e, le, 4);
+        }
+        std::memcpy(b + 4 * n, vals.data() + k0, static_cast<std::size_t>(n));
+        at += static_cast<std::size_t>(5 * n);
+        continue;
+      }
+      index_t prev = 0;
+      for (index_t k = k0; k < k1; k += std::min<index_t>(16, k1 - k)) {
+        const index_t t = std::min<index_t>(16, k1 - k);
+        for (index_t e = 0; e < t; ++e) {
+          b[e] = static_cast<std::uint8_t>(column(k + e) - prev);
+          prev = column(k + e);
+        }
+        std::memcpy(b + t, vals.data() + k, static_cast<std::size_t>(t));
+        b += 2 * t;
+      }
+      at += static_cast<std::size_t>(2 * n);
+    }
+    p.row_ptr[static_cast<std::size_t>(rows)] = static_cast<std::uint32_t>(at);
+    return p;
+  }
   p.values = aligned_buffer<std::int8_t>(static_cast<std::size_t>(nnz) + 16, uninitialized);
   sparse_detail::prefer_huge_pages(p.values.data(), p.values.size_bytes());
   std::copy(a.values().begin(), a.values().end(), p.values.begin());

@@ -464,8 +464,9 @@ void run(const sparse_plan<V>& p, const float* x, index_t ldx, float* y, index_t
 }  // namespace spmm_impl
 
 // ---- batch-1 plans (make_spmv_plan). Summation order, every path and layout: index
-// layouts keep 8 lane sums over entries k ≡ lane (mod 8) in two registers (even and odd
-// 8-entry steps), add them, then add the last n mod 8 entries in order; bitmap keeps 8
+// and delta8 layouts keep 8 lane sums over entries k ≡ lane (mod 8) in two registers (even and odd
+// 8-entry steps), add them, then add the last n mod 8 entries in order (so delta8 and
+// index16 give the same bits on each path); bitmap keeps 8
 // lane sums over columns j ≡ lane (mod 8) in two registers (even and odd 8-column groups),
 // then adds the last partial 64-column word in column order. The reference sums in double.
 namespace spmv_impl {
@@ -476,7 +477,21 @@ using rows_fn = void (*)(const spmv_plan_f32&, const float*, float*, index_t, in
 template <class Fn>
 SHRINK_ALWAYS_INLINE void for_each_entry(const spmv_plan_f32& p, index_t i, Fn&& fn) {
   const auto r = static_cast<std::size_t>(i);
-  if (p.layout == spmv_layout::index16) {
+  if (p.layout == spmv_layout::delta8 && p.escape[r] == 0) {
+    const auto* b = reinterpret_cast<const unsigned char*>(p.stream.data() + p.row_ptr[r]);
+    const std::ptrdiff_t n = 2 * static_cast<std::ptrdiff_t>(p.row_ptr[r + 1] - p.row_ptr[r]) / 5;
+    index_t c = 0;
+    for (std::ptrdiff_t k = 0; k < n; k += 16) {
+      const auto t = std::min<std::ptrdiff_t>(16, n - k);
+      for (std::ptrdiff_t e = 0; e < t; ++e) {
+        float v;
+        std::memcpy(&v, b + t + 4 * e, sizeof v);
+        c += b[e];
+        fn(c, v);
+      }
+      b += 5 * t;
+    }
+  } else if (p.layout == spmv_layout::index16 || p.layout == spmv_layout::delta8) {
     const std::uint16_t* s = p.stream.data() + p.row_ptr[r];
     const std::uint16_t* end = p.stream.data() + p.row_ptr[r + 1];
     while (s < end) {
@@ -520,10 +535,7 @@ inline void rows_generic(const spmv_plan_f32& p, const float* x, float* y, index
 // x at 8 columns, built with scalar loads inserted into lanes: on Zen 4 vgatherdps costs
 // ~10 cycles per 8 lanes; 8 vinsertps with memory operands issue on the 3 load ports and
 // cost ~6 (benchmarks/results/sparse.md). u16 columns come 4 per 64-bit load.
-SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint16_t* c) {
-  std::uint64_t a, b;
-  std::memcpy(&a, c, 8);
-  std::memcpy(&b, c + 4, 8);
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, std::uint64_t a, std::uint64_t b) {
   __m128 lo = _mm_load_ss(x + (a & 0xFFFF));
   lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 16) & 0xFFFF)), 0x10);
   lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 32) & 0xFFFF)), 0x20);
@@ -533,6 +545,12 @@ SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std
   hi = _mm_insert_ps(hi, _mm_load_ss(x + ((b >> 32) & 0xFFFF)), 0x20);
   hi = _mm_insert_ps(hi, _mm_load_ss(x + (b >> 48)), 0x30);
   return _mm256_set_m128(hi, lo);
+}
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint16_t* c) {
+  std::uint64_t a, b;
+  std::memcpy(&a, c, 8);
+  std::memcpy(&b, c + 4, 8);
+  return x8_avx2(x, a, b);
 }
 SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint32_t* c) {
   __m128 lo = _mm_load_ss(x + c[0]);
@@ -546,27 +564,82 @@ SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std
   return _mm256_set_m128(hi, lo);
 }
 
+/// One index16 row (stream units [s, end)): index16 rows and delta8's escape rows.
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE float index16_row_avx2(const std::uint16_t* s, const std::uint16_t* end,
+                                                             const float* x) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  for (; end - s >= 48; s += 48) {  // a full chunk: 16 columns, 16 values
+    const auto* v = reinterpret_cast<const float*>(s + 16);
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(x, s), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x, s + 8), a1);
+  }
+  const std::ptrdiff_t t = (end - s) / 3;  // the tail chunk: t columns, t values
+  std::ptrdiff_t e = 0;
+  if (t >= 8) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)), x8_avx2(x, s), a0);
+    e = 8;
+  }
+  float sum = x86::hsum(_mm256_add_ps(a0, a1));
+  for (; e < t; ++e) {
+    float w;
+    std::memcpy(&w, s + t + 2 * e, sizeof w);
+    sum += w * x[s[e]];
+  }
+  return sum;
+}
+
 SHRINK_TARGET_AVX2 inline void index16_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  for (index_t i = r0; i < r1; ++i)
+    y[i] = index16_row_avx2(p.stream.data() + p.row_ptr[static_cast<std::size_t>(i)],
+                            p.stream.data() + p.row_ptr[static_cast<std::size_t>(i) + 1], x);
+}
+
+// delta8 rows: per full chunk (80 bytes) the 16 columns come from columns16_avx2 and leave
+// the vector register as 4 u64 (4 u16 columns each) for the same lane inserts as index16;
+// the tail chunk's first 8 columns use the same prefix sums on 8 steps, the rest run
+// scalar. The accumulation is index16's step for step (same bits).
+SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
   for (index_t i = r0; i < r1; ++i) {
-    const std::uint16_t* s = p.stream.data() + p.row_ptr[static_cast<std::size_t>(i)];
-    const std::uint16_t* end = p.stream.data() + p.row_ptr[static_cast<std::size_t>(i) + 1];
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (; end - s >= 48; s += 48) {  // a full chunk: 16 columns, 16 values
-      const auto* v = reinterpret_cast<const float*>(s + 16);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(x, s), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x, s + 8), a1);
+    const auto r = static_cast<std::size_t>(i);
+    if (p.escape[r] != 0) {
+      y[i] = index16_row_avx2(p.stream.data() + p.row_ptr[r], p.stream.data() + p.row_ptr[r + 1], x);
+      continue;
     }
-    const std::ptrdiff_t t = (end - s) / 3;  // the tail chunk: t columns, t values
+    const auto* s = reinterpret_cast<const unsigned char*>(p.stream.data() + p.row_ptr[r]);
+    std::ptrdiff_t n = 2 * static_cast<std::ptrdiff_t>(p.row_ptr[r + 1] - p.row_ptr[r]) / 5;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256i base = _mm256_setzero_si256();
+    for (; n >= 16; n -= 16, s += 80) {
+      const __m256i c = sparse_detail::columns16_avx2(s, base);
+      const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+      const auto* v = reinterpret_cast<const float*>(s + 16);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(lo)),
+                                                       static_cast<std::uint64_t>(_mm_extract_epi64(lo, 1))), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(hi)),
+                                                           static_cast<std::uint64_t>(_mm_extract_epi64(hi, 1))), a1);
+    }
+    // the tail chunk: n < 16 steps, then n values
+    const auto t = n;
     std::ptrdiff_t e = 0;
+    auto c = static_cast<unsigned>(_mm_extract_epi16(_mm256_castsi256_si128(base), 0));
     if (t >= 8) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)), x8_avx2(x, s), a0);
+      __m128i q = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+      q = _mm_add_epi16(q, _mm_slli_si128(q, 2));
+      q = _mm_add_epi16(q, _mm_slli_si128(q, 4));
+      q = _mm_add_epi16(q, _mm_slli_si128(q, 8));
+      q = _mm_add_epi16(q, _mm256_castsi256_si128(base));
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)),
+                           x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)),
+                                   static_cast<std::uint64_t>(_mm_extract_epi64(q, 1))), a0);
+      c = static_cast<unsigned>(_mm_extract_epi16(q, 7));
       e = 8;
     }
     float sum = x86::hsum(_mm256_add_ps(a0, a1));
     for (; e < t; ++e) {
       float w;
-      std::memcpy(&w, s + t + 2 * e, sizeof w);
-      sum += w * x[s[e]];
+      std::memcpy(&w, s + t + 4 * e, sizeof w);
+      c += s[e];
+      sum += w * x[c];
     }
     y[i] = sum;
   }
@@ -653,6 +726,7 @@ SHRINK_TARGET_AVX2 inline void bitmap_avx2(const spmv_plan_f32& p, const float* 
 SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
   if (p.layout == spmv_layout::index16) return index16_avx2(p, x, y, r0, r1);
   if (p.layout == spmv_layout::index32) return index32_avx2(p, x, y, r0, r1);
+  if (p.layout == spmv_layout::delta8) return delta8_avx2(p, x, y, r0, r1);
   bitmap_avx2(p, x, y, r0, r1);
 }
 #endif
@@ -668,7 +742,8 @@ inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k
 #endif
 }};
 
-/// Row ranges balanced by stored entries (index16: by stream units, 3 per entry).
+/// Row ranges balanced by stored entries (index16: by stream units, 3 per entry; delta8:
+/// 2.5 units per entry, 3 in escape rows).
 template <class Fn>
 void for_row_ranges(const context& ctx, const spmv_plan_f32& p, Fn&& fn) {
   const index_t parts = std::min<index_t>(ctx.resolved_threads(), std::max<index_t>(p.rows, 1));

@@ -252,8 +252,48 @@ namespace spmv_int8_impl {
 
 using rows_fn = void (*)(const spmv_plan_int8&, const std::int8_t*, std::int32_t*, index_t, index_t);
 
+/// One delta8 escape row: n u32 columns (little-endian), then n int8 values.
+inline std::int32_t escape_row(const std::uint8_t* b, index_t n, const std::int8_t* x) {
+  std::int32_t s = 0;
+  for (index_t k = 0; k < n; ++k) {
+    const std::uint32_t c = std::uint32_t{b[4 * k]} | std::uint32_t{b[4 * k + 1]} << 8 |
+                            std::uint32_t{b[4 * k + 2]} << 16 | std::uint32_t{b[4 * k + 3]} << 24;
+    s += std::int32_t{static_cast<std::int8_t>(b[4 * n + k])} * std::int32_t{x[c]};
+  }
+  return s;
+}
+
+/// Row i of a delta8 plan: its stream bytes and entry count (2 bytes per entry, 5 in escape rows).
+SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, index_t i, index_t& n, bool& esc) {
+  const auto r = static_cast<std::size_t>(i);
+  esc = p.escape[r] != 0;
+  n = static_cast<index_t>(p.row_ptr[r + 1] - p.row_ptr[r]) / (esc ? 5 : 2);
+  return p.stream.data() + p.row_ptr[r];
+}
+
 inline void rows_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0, index_t r1) {
   for (index_t i = r0; i < r1; ++i) {
+    if (p.layout == spmv_layout::delta8) {
+      index_t n;
+      bool esc;
+      const std::uint8_t* b = delta8_row(p, i, n, esc);
+      if (esc) {
+        y[i] = escape_row(b, n, x);
+        continue;
+      }
+      std::int32_t s = 0;
+      std::uint32_t c = 0;
+      for (index_t k = 0; k < n; k += 16) {
+        const index_t t = std::min<index_t>(16, n - k);
+        for (index_t e = 0; e < t; ++e) {
+          c += b[e];
+          s += std::int32_t{static_cast<std::int8_t>(b[t + e])} * std::int32_t{x[c]};
+        }
+        b += 2 * t;
+      }
+      y[i] = s;
+      continue;
+    }
     const std::int8_t* v = p.values.data() + p.row_ptr[static_cast<std::size_t>(i)];
     std::int32_t s = 0;
     if (p.layout == spmv_layout::index32) {
@@ -348,9 +388,58 @@ SHRINK_TARGET_AVX2 inline void index32_avx2(const spmv_plan_int8& p, const std::
   }
 }
 
+// delta8 rows, 16 entries (32 bytes) per step: the columns come from the shared prefix sums
+// (sparse_detail::columns16_avx2) as 4 u64 of 4 u16 columns; the x bytes are inserted into two
+// registers of 8 (two short dependency chains instead of one of 16) and joined; then
+// vpmaddwd with the sign-extended values as in index32. The tail chunk runs scalar.
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m128i x8_bytes_avx2(const std::int8_t* x, std::uint64_t a, std::uint64_t b) {
+  __m128i v = _mm_cvtsi32_si128(static_cast<std::uint8_t>(x[a & 0xFFFF]));
+  v = _mm_insert_epi8(v, x[(a >> 16) & 0xFFFF], 1);
+  v = _mm_insert_epi8(v, x[(a >> 32) & 0xFFFF], 2);
+  v = _mm_insert_epi8(v, x[a >> 48], 3);
+  v = _mm_insert_epi8(v, x[b & 0xFFFF], 4);
+  v = _mm_insert_epi8(v, x[(b >> 16) & 0xFFFF], 5);
+  v = _mm_insert_epi8(v, x[(b >> 32) & 0xFFFF], 6);
+  return _mm_insert_epi8(v, x[b >> 48], 7);
+}
+
+SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
+                                           index_t r1) {
+  for (index_t i = r0; i < r1; ++i) {
+    index_t n;
+    bool esc;
+    const std::uint8_t* b = delta8_row(p, i, n, esc);
+    if (esc) {
+      y[i] = escape_row(b, n, x);
+      continue;
+    }
+    __m256i acc = _mm256_setzero_si256();
+    __m256i base = _mm256_setzero_si256();
+    for (; n >= 16; n -= 16, b += 32) {
+      const __m256i c = sparse_detail::columns16_avx2(b, base);
+      const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+      const __m128i x0 = x8_bytes_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(lo)),
+                                       static_cast<std::uint64_t>(_mm_extract_epi64(lo, 1)));
+      const __m128i x1 = x8_bytes_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(hi)),
+                                       static_cast<std::uint64_t>(_mm_extract_epi64(hi, 1)));
+      const __m256i xv = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(x0, x1));
+      const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, xv));
+    }
+    std::int32_t s = x86::hsum(acc);
+    auto c = static_cast<unsigned>(_mm_extract_epi16(_mm256_castsi256_si128(base), 0));
+    for (index_t e = 0; e < n; ++e) {
+      c += b[e];
+      s += std::int32_t{static_cast<std::int8_t>(b[n + e])} * std::int32_t{x[c]};
+    }
+    y[i] = s;
+  }
+}
+
 SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
                                          index_t r1) {
   if (p.layout == spmv_layout::bitmap) return bitmap_avx2(p, x, y, r0, r1);
+  if (p.layout == spmv_layout::delta8) return delta8_avx2(p, x, y, r0, r1);
   index32_avx2(p, x, y, r0, r1);
 }
 #endif

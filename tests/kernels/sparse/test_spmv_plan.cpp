@@ -1,5 +1,6 @@
-// test_spmv_plan.cpp: batch-1 SpMV plans (fp32 index16/index32/bitmap, int8 index32/bitmap) on every ISA path against dense oracles, inf in pruned columns, threads, bad input.
+// test_spmv_plan.cpp: batch-1 SpMV plans (fp32 index16/index32/bitmap/delta8, int8 index32/bitmap/delta8) on every ISA path against dense oracles, delta8 escapes, inf in pruned columns, threads, bad input.
 #include <catch2/catch.hpp>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -61,7 +62,39 @@ void check_against_dense(const std::vector<float>& y, const std::vector<float>& 
 }
 
 const k::spmv_layout k_layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index16, k::spmv_layout::index32,
-                                    k::spmv_layout::bitmap};
+                                    k::spmv_layout::bitmap, k::spmv_layout::delta8};
+
+// Rows that probe the delta8 escape rule (a u8 step from the previous column, the first
+// from column 0, so a step > 255 or a first column > 255 cannot be encoded), each with
+// 0 to 40 entries so full 16-entry chunks and 8-entry tails occur on both sides of the gap.
+// Returns the mask and, per row, whether it must escape (computed from the columns here,
+// independently of the plan code).
+std::vector<std::uint8_t> escape_mask(index_t rows, index_t cols, std::vector<int>& must_escape) {
+  std::vector<std::uint8_t> m(static_cast<std::size_t>(rows * cols), 0);
+  std::mt19937_64 rng(90);
+  must_escape.assign(static_cast<std::size_t>(rows), 0);
+  for (index_t i = 0; i < rows; ++i) {
+    std::vector<index_t> c;
+    const index_t kind = i % 8;
+    const index_t before = static_cast<index_t>(rng() % 20), after = static_cast<index_t>(rng() % 21);
+    index_t j = kind == 5 ? 255 : kind == 6 ? 256 : kind == 7 ? 300 : static_cast<index_t>(rng() % 4);  // first column
+    if (kind == 4) {  // empty row
+      must_escape[static_cast<std::size_t>(i)] = 0;
+      continue;
+    }
+    for (index_t t = 0; t < before && j < cols; ++t, j += 1 + static_cast<index_t>(rng() % 6)) c.push_back(j);
+    const index_t gap = kind == 0 ? 255 : kind == 1 ? 256 : kind == 2 ? 257 + static_cast<index_t>(rng() % 400) : 7;
+    if (!c.empty()) j = c.back() + gap;
+    for (index_t t = 0; t < after && j < cols; ++t, j += 1 + static_cast<index_t>(rng() % 9)) c.push_back(j);
+    index_t prev = 0;
+    for (index_t col : c) {
+      m[static_cast<std::size_t>(i * cols + col)] = 1;
+      if (col - prev > 255) must_escape[static_cast<std::size_t>(i)] = 1;
+      prev = col;
+    }
+  }
+  return m;
+}
 
 }  // namespace
 
@@ -165,8 +198,9 @@ TEST_CASE("spmv plan: malformed CSR never reaches a plan, bad shapes and layouts
   CHECK(wy[0] == 6.0f);
 }
 
-TEST_CASE("spmv int8 plan: index32 and bitmap are bit-exact int32 on every path, extremes included") {
-  const k::spmv_layout layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index32, k::spmv_layout::bitmap};
+TEST_CASE("spmv int8 plan: index32, bitmap and delta8 are bit-exact int32 on every path, extremes included") {
+  const k::spmv_layout layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index32, k::spmv_layout::bitmap,
+                                    k::spmv_layout::delta8};
   for (index_t cols : {5, 17, 40, 63, 83, 130, 700}) {
     for (double keep : {0.05, 0.4, 0.9}) {
       const index_t rows = 30;
@@ -218,4 +252,104 @@ TEST_CASE("spmv int8 plan: index16, too many columns and bad shapes are errors")
   const auto wide = sp::csr_int8::from_raw(1, 131073, std::vector<std::uint32_t>{0, 1}, std::vector<std::uint32_t>{5},
                                            std::vector<std::int8_t>{1}, std::vector<float>{1.0f});
   CHECK_THROWS_AS(k::make_spmv_plan(wide), shrink::error);
+}
+
+TEST_CASE("spmv plan: delta8 escapes exactly at steps > 255 and gives index16's bits on every path") {
+  const index_t rows = 96, cols = 1100;
+  std::vector<int> must_escape;
+  const auto m = escape_mask(rows, cols, must_escape);
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 91);
+  const auto a = sp::csr_f32::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                         const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+  auto x = testing::normal_floats(static_cast<std::size_t>(cols), 92);
+  index_t unused = 0;
+  for (index_t j = 0; j < cols; ++j) {  // inf (and NaN) where no row has a weight, e.g. inside the gaps
+    bool used = false;
+    for (index_t i = 0; i < rows && !used; ++i) used = m[static_cast<std::size_t>(i * cols + j)] != 0;
+    if (!used) {
+      x[static_cast<std::size_t>(j)] = (j % 3) ? std::numeric_limits<float>::infinity()
+                                               : std::numeric_limits<float>::quiet_NaN();
+      ++unused;
+    }
+  }
+  REQUIRE(unused > 0);
+  const auto d8 = k::make_spmv_plan(a, k::spmv_layout::delta8);
+  const auto i16 = k::make_spmv_plan(a, k::spmv_layout::index16);
+  REQUIRE(d8.layout == k::spmv_layout::delta8);
+  CHECK(d8.nnz() == a.nnz());
+  index_t escapes = 0, kept = 0;
+  std::size_t expected_bytes = 4 * static_cast<std::size_t>(rows + 1) + static_cast<std::size_t>(rows);
+  for (index_t i = 0; i < rows; ++i) {
+    INFO("row " << i);
+    CHECK(int{d8.escape[static_cast<std::size_t>(i)]} == must_escape[static_cast<std::size_t>(i)]);
+    escapes += must_escape[static_cast<std::size_t>(i)];
+    kept += must_escape[static_cast<std::size_t>(i)] ? 0 : 1;
+    // closed form: a delta8 row is 5 B per entry padded to whole u16 units, an escape row 6 B per entry
+    const auto n = static_cast<std::size_t>(a.row_ptr()[static_cast<std::size_t>(i) + 1] - a.row_ptr()[static_cast<std::size_t>(i)]);
+    expected_bytes += must_escape[static_cast<std::size_t>(i)] ? 6 * n : 2 * ((5 * n + 1) / 2);
+  }
+  CHECK(escapes > 20);  // kinds 1, 2, 6, 7 of escape_mask (when the row reaches the gap)
+  CHECK(kept > 20);
+  CHECK(d8.bytes() == expected_bytes);
+  testing::for_each_isa([&](k::isa) {
+    std::vector<float> y8(static_cast<std::size_t>(rows), -1.0f), y16(static_cast<std::size_t>(rows), -2.0f);
+    k::spmv(d8, std::span<const float>(x), std::span<float>(y8), context{1});
+    k::spmv(i16, std::span<const float>(x), std::span<float>(y16), context{1});
+    check_against_dense(y8, w, m, x, rows, cols);
+    for (index_t i = 0; i < rows; ++i) {
+      INFO("row " << i);
+      CHECK(std::bit_cast<std::uint32_t>(y8[static_cast<std::size_t>(i)]) ==
+            std::bit_cast<std::uint32_t>(y16[static_cast<std::size_t>(i)]));
+    }
+    for (int t : {2, 5}) {
+      std::vector<float> yt(y8.size());
+      k::spmv(d8, std::span<const float>(x), std::span<float>(yt), context{t});
+      CHECK(yt == y8);
+    }
+  });
+}
+
+TEST_CASE("spmv int8 plan: delta8 escapes exactly at steps > 255 and stays bit-exact on every path") {
+  const index_t rows = 96, cols = 1100;
+  std::vector<int> must_escape;
+  const auto m = escape_mask(rows, cols, must_escape);
+  auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 93);
+  q[0] = -128;
+  auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols), 94);
+  x[255] = -128;
+  const std::vector<float> scales(static_cast<std::size_t>(rows), 0.5f);
+  const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                              const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+  std::vector<std::int32_t> expected(static_cast<std::size_t>(rows), 0);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j)
+      if (m[static_cast<std::size_t>(i * cols + j)])
+        expected[static_cast<std::size_t>(i)] += int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j)]};
+  const auto plan = k::make_spmv_plan(a, k::spmv_layout::delta8);
+  REQUIRE(plan.layout == k::spmv_layout::delta8);
+  std::size_t expected_bytes = 4 * static_cast<std::size_t>(rows + 1) + 4 * static_cast<std::size_t>(rows) +
+                               static_cast<std::size_t>(rows);  // row offsets, row scales, escape flags
+  for (index_t i = 0; i < rows; ++i) {
+    CHECK(int{plan.escape[static_cast<std::size_t>(i)]} == must_escape[static_cast<std::size_t>(i)]);
+    const auto n = static_cast<std::size_t>(a.row_ptr()[static_cast<std::size_t>(i) + 1] - a.row_ptr()[static_cast<std::size_t>(i)]);
+    expected_bytes += must_escape[static_cast<std::size_t>(i)] ? 5 * n : 2 * n;  // u32 + s8, or u8 + s8
+  }
+  CHECK(plan.bytes() == expected_bytes);
+  testing::for_each_isa([&](k::isa) {
+    for (int t : {1, 3}) {
+      std::vector<std::int32_t> y(static_cast<std::size_t>(rows), 7);
+      k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), context{t});
+      REQUIRE(y == expected);
+    }
+  });
+}
+
+TEST_CASE("spmv plans: delta8 rejects matrices wider than 65536 columns") {
+  const auto wide = sp::csr_f32::from_raw(1, 70000, std::vector<std::uint32_t>{0, 1}, std::vector<std::uint32_t>{69999},
+                                          std::vector<float>{2.0f});
+  CHECK_THROWS_AS(k::make_spmv_plan(wide, k::spmv_layout::delta8), shrink::error);
+  const auto wide8 = sp::csr_int8::from_raw(1, 70000, std::vector<std::uint32_t>{0, 1}, std::vector<std::uint32_t>{5},
+                                            std::vector<std::int8_t>{1}, std::vector<float>{1.0f});
+  CHECK_THROWS_AS(k::make_spmv_plan(wide8, k::spmv_layout::delta8), shrink::error);
+  CHECK(k::make_spmv_plan(wide8, k::spmv_layout::index32).layout == k::spmv_layout::index32);
 }
