@@ -68,5 +68,22 @@ using index_t = std::ptrdiff_t;
 #define _mm256_dpbusd_avx_epi32 simde_mm256_dpbusd_epi32
 // SIMDe 0.7.4 defines simde_mm512_shuffle_i64x2 but not its native alias.
 #define _mm512_shuffle_i64x2 simde_mm512_shuffle_i64x2
+// ...and lacks these two conversions altogether: lane-by-lane stand-ins (tests only).
+inline simde__m512 shrink_emulated_mm512_cvtepi32_ps(simde__m512i v) {
+  alignas(64) std::int32_t in[16];
+  alignas(64) float out[16];
+  simde_mm512_store_si512(in, v);
+  for (int i = 0; i < 16; ++i) out[i] = static_cast<float>(in[i]);
+  return simde_mm512_load_ps(out);
+}
+inline simde__m512i shrink_emulated_mm512_cvtepi8_epi32(simde__m128i v) {
+  alignas(16) std::int8_t in[16];
+  alignas(64) std::int32_t out[16];
+  simde_mm_store_si128(reinterpret_cast<simde__m128i*>(in), v);
+  for (int i = 0; i < 16; ++i) out[i] = in[i];
+  return simde_mm512_load_si512(out);
+}
+#define _mm512_cvtepi32_ps shrink_emulated_mm512_cvtepi32_ps
+#define _mm512_cvtepi8_epi32 shrink_emulated_mm512_cvtepi8_epi32
 #endif
 #endif

@@ -54,7 +54,10 @@ TEST_CASE("weight-only int8 and int4 gemv and gemm are within the stated fp32 bo
   };
   const std::vector<cfg> cfgs = {{8, 1, 37, 300, 0, false}, {8, 3, 21, 257, 32, true},  {8, 2, 16, 64, 64, false},
                                  {4, 1, 19, 256, 32, false}, {4, 1, 33, 200, 64, true}, {4, 5, 9, 131, 128, false},
-                                 {4, 1, 1, 7, 32, true},     {8, 1, 5, 3, 0, true},     {4, 17, 40, 96, 32, false}};
+                                 {4, 1, 1, 7, 32, true},     {8, 1, 5, 3, 0, true},     {4, 17, 40, 96, 32, false},
+                                 // 64-wide steps, 16-wide steps and a trailing 8-wide step inside one group
+                                 {8, 2, 24, 1000, 0, false}, {8, 1, 9, 384, 128, true}, {4, 2, 12, 520, 128, false},
+                                 {8, 1, 6, 72, 0, true},     {4, 1, 5, 1003, 0, true}};
   int seed = 0;
   for (const auto& c : cfgs) {
     ++seed;
