@@ -211,6 +211,24 @@ SHRINK_TARGET_AVX2 inline __m256 load8(const std::uint8_t* row, index_t k, __m25
   }
 }
 
+// Scale of (row block offset, group) from the block's fp32 or fp16 scale pointer.
+template <bool F16>
+SHRINK_TARGET_AVX2 inline float group_scale(const float* sf, const std::uint16_t* sh, index_t i) {
+  if constexpr (F16)
+    return _cvtsh_ss(sh[i]);
+  else
+    return sf[i];
+}
+
+// The last depth mod 8 weights of row n (past every full 8-weight step) times x, scaled by
+// their group's scale; 0 when depth is a multiple of 8.
+inline float scaled_tail(const float* x, const packed_wq_weights& w, index_t n, index_t vec_end) {
+  if (vec_end == w.depth) return 0.0f;
+  float ts = 0.0f;
+  for (index_t k = vec_end; k < w.depth; ++k) ts += static_cast<float>(w.at(n, k)) * x[k];
+  return ts * w.scale(n, vec_end / w.group);
+}
+
 template <int Bits, int R, bool F16>
 SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
   // Per 8 weights: one vpmovsxbd (int8) or broadcast+vpsllvd+vpsrad (int4), one cvtdq2ps,
@@ -267,41 +285,46 @@ SHRINK_TARGET_AVX2 inline void rows_avx2_block(const float* x, const packed_wq_w
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const float sc = F16 ? _cvtsh_ss(sh[r * groups + g]) : sf[r * groups + g];
+      const float sc = group_scale<F16>(sf, sh, r * groups + g);
       const __m256 gs = Bits == 8 ? _mm256_add_ps(ga[r], gb[r]) : ga[r];
       total[r] = _mm256_fmadd_ps(gs, _mm256_set1_ps(sc), total[r]);
     }
   }
   // The last depth mod 8 elements (one group, since groups are multiples of 8), in scalar.
-  const index_t gt = vec_end / group;
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    float ts = 0.0f;
-    for (index_t kk = vec_end; kk < depth; ++kk) ts += static_cast<float>(w.at(n + r, kk)) * x[kk];
-    const float sc = vec_end < depth ? (F16 ? _cvtsh_ss(sh[r * groups + gt]) : sf[r * groups + gt]) : 0.0f;
-    y[n + r] = x86::hsum(total[r]) + ts * sc;
-  }
+  for (int r = 0; r < R; ++r) y[n + r] = x86::hsum(total[r]) + scaled_tail(x, w, n + r, vec_end);
 }
 
 // Tried on Zen 4 (8192², 64 MiB, DRAM-bound at ≈ 16.5 GB/s while the same kernel runs at
 // ≈ 23 GB/s from L2): 8 rows per pass with one fma chain per row, prefetching 2 or 4 blocks
 // ahead, one prefetch per 64-byte line, an extra prefetcht0 256 B–2 KiB ahead — all within
-// ±2 % (docs/kernels.md). The per-weight work (widen, convert, fma) is the floor here.
-template <int Bits, bool F16>
-SHRINK_TARGET_AVX2 inline void rows_avx2_bits(const float* x, const packed_wq_weights& w, index_t n0, index_t n1,
-                                              float* y) {
-  index_t n = n0;
-  for (; n + 4 <= n1; n += 4) rows_avx2_block<Bits, 4, F16>(x, w, n, y);
-  for (; n < n1; ++n) rows_avx2_block<Bits, 1, F16>(x, w, n, y);
-}
+// ±2 % (docs/kernels.md). The per-weight work (widen, convert, fma) is the floor here: with
+// W in L2 the loop issues 3 vector ops per 8 weights at ≈ 4 per cycle, Zen 4's four FP pipes
+// (a pshufb-into-top-byte decode, or shifts and masks, cost the same or more), and a layout
+// that interleaves each 4-row block into one stream halved the DRAM rate (≈ 10 GB/s).
 
-inline void rows_avx2(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+// Each ISA path is a block function, block<Bits, R, F16>(x, w, n, y) for rows [n, n + R);
+// one driver walks the rows in blocks of 4 then singles and picks the packed format.
+template <class Path>
+inline void rows_by_format(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
+  const auto run = [&]<int Bits, bool F16>() {
+    index_t n = n0;
+    for (; n + 4 <= n1; n += 4) Path::template block<Bits, 4, F16>(x, w, n, y);
+    for (; n < n1; ++n) Path::template block<Bits, 1, F16>(x, w, n, y);
+  };
   const bool f16 = w.scales_format == scale_format::f16;
   if (w.bits == 8)
-    f16 ? rows_avx2_bits<8, true>(x, w, n0, n1, y) : rows_avx2_bits<8, false>(x, w, n0, n1, y);
+    f16 ? run.template operator()<8, true>() : run.template operator()<8, false>();
   else
-    f16 ? rows_avx2_bits<4, true>(x, w, n0, n1, y) : rows_avx2_bits<4, false>(x, w, n0, n1, y);
+    f16 ? run.template operator()<4, true>() : run.template operator()<4, false>();
 }
+
+struct avx2_path {
+  template <int Bits, int R, bool F16>
+  static void block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
+    rows_avx2_block<Bits, R, F16>(x, w, n, y);
+  }
+};
 
 // ---- avx512: the AVX2 kernel at twice the width. 16 weights per step: int8 is one
 // vpmovsxbd zmm, m128; int4 splits 8 bytes into low and high nibbles, interleaves them so
@@ -374,38 +397,24 @@ SHRINK_TARGET_AVX512 inline void rows_avx512_block(const float* x, const packed_
     const bool step8 = k + 8 <= k1;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      const float sc = F16 ? _cvtsh_ss(sh[r * groups + g]) : sf[r * groups + g];
+      const float sc = group_scale<F16>(sf, sh, r * groups + g);
       total[r] = _mm512_fmadd_ps(_mm512_add_ps(ga[r], gb[r]), _mm512_set1_ps(sc), total[r]);
       if (step8)
         total8[r] = _mm256_fmadd_ps(_mm256_mul_ps(load8<Bits>(rows[r], k, shifts8), _mm256_loadu_ps(x + k)),
                                     _mm256_set1_ps(sc), total8[r]);
     }
   }
-  const index_t gt = vec_end / group;
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    float ts = 0.0f;
-    for (index_t kk = vec_end; kk < depth; ++kk) ts += static_cast<float>(w.at(n + r, kk)) * x[kk];
-    const float sc = vec_end < depth ? (F16 ? _cvtsh_ss(sh[r * groups + gt]) : sf[r * groups + gt]) : 0.0f;
-    y[n + r] = (x86::hsum(total[r]) + x86::hsum(total8[r])) + ts * sc;
+  for (int r = 0; r < R; ++r)
+    y[n + r] = (x86::hsum(total[r]) + x86::hsum(total8[r])) + scaled_tail(x, w, n + r, vec_end);
+}
+
+struct avx512_path {
+  template <int Bits, int R, bool F16>
+  static void block(const float* x, const packed_wq_weights& w, index_t n, float* y) {
+    rows_avx512_block<Bits, R, F16>(x, w, n, y);
   }
-}
-
-template <int Bits, bool F16>
-SHRINK_TARGET_AVX512 inline void rows_avx512_bits(const float* x, const packed_wq_weights& w, index_t n0, index_t n1,
-                                                  float* y) {
-  index_t n = n0;
-  for (; n + 4 <= n1; n += 4) rows_avx512_block<Bits, 4, F16>(x, w, n, y);
-  for (; n < n1; ++n) rows_avx512_block<Bits, 1, F16>(x, w, n, y);
-}
-
-inline void rows_avx512(const float* x, const packed_wq_weights& w, index_t n0, index_t n1, float* y) {
-  const bool f16 = w.scales_format == scale_format::f16;
-  if (w.bits == 8)
-    f16 ? rows_avx512_bits<8, true>(x, w, n0, n1, y) : rows_avx512_bits<8, false>(x, w, n0, n1, y);
-  else
-    f16 ? rows_avx512_bits<4, true>(x, w, n0, n1, y) : rows_avx512_bits<4, false>(x, w, n0, n1, y);
-}
+};
 #pragma GCC diagnostic pop
 #endif
 
@@ -413,8 +422,8 @@ inline const std::array<implementation<rows_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k
     {isa::reference, 0, rows_reference},
     {isa::generic, 0, rows_generic},
 #if SHRINK_HAS_X86_PATHS
-    {isa::avx2, 0, rows_avx2},
-    {isa::avx512, 0, rows_avx512},
+    {isa::avx2, 0, rows_by_format<avx2_path>},
+    {isa::avx512, 0, rows_by_format<avx512_path>},
 #endif
 }};
 
