@@ -112,16 +112,21 @@ void gemv_int4(benchmark::State& state) {
 // Integer-activation int4 (llama.cpp Q4_0×Q8_0 style): fp16 scales per group of 32 (18
 // bytes per 32 weights, as Q4_0), activations quantized per group of 32 inside the timed
 // loop (quantize_activations is part of every call).
-void gemv_int4_q8(benchmark::State& state) {
-  const index_t n = k_gv, k = k_gv, g = 32;
+// L2-resident rows (n != k_gv) time the kernel alone (activations quantized once, outside the loop).
+void gemv_int4_q8(benchmark::State& state, index_t n, index_t k) {
+  const index_t g = 32;
   const auto nib = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 4);
   std::vector<std::uint16_t> scales(static_cast<std::size_t>(n * k / g), 0x211F);  // fp16 ≈ 0.0101
   const auto w = shrink::kernels::pack_s4q8_weights(shrink::kernels::pack_s4_weights<std::uint16_t>(nib, n, k, scales, g));
   const auto x = fill_float(static_cast<std::size_t>(k), 5);
   auto xq = shrink::kernels::make_q8_activations(k, g);
   std::vector<float> y(static_cast<std::size_t>(n));
+  if (n != k_gv) shrink::kernels::quantize_activations(x, xq);
   for (auto _ : state) {
-    shrink::kernels::gemv_s4_q8(x, xq, w, y, shrink::context{1});
+    if (n == k_gv)
+      shrink::kernels::gemv_s4_q8(x, xq, w, y, shrink::context{1});
+    else
+      shrink::kernels::gemv_s4_q8(xq, w, y, shrink::context{1});
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::q8_detail::k_s4))));
@@ -131,16 +136,19 @@ void gemv_int4_q8(benchmark::State& state) {
 
 // Integer-activation 4-bit codebook: int8 centroids (per tensor), activations quantized per
 // tensor inside the timed loop.
-void gemv_codebook4_q8(benchmark::State& state) {
-  const index_t n = k_gv, k = k_gv;
+void gemv_codebook4_q8(benchmark::State& state, index_t n, index_t k) {
   const auto idx = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 8);
   const auto centroids = fill_float(16, 9);
   const auto w = shrink::kernels::pack_codebook_q8_weights(shrink::kernels::pack_codebook_weights(idx, 4, n, k, centroids));
   const auto x = fill_float(static_cast<std::size_t>(k), 10);
   auto xq = shrink::kernels::make_q8_activations(k, 0);
   std::vector<float> y(static_cast<std::size_t>(n));
+  if (n != k_gv) shrink::kernels::quantize_activations(x, xq);
   for (auto _ : state) {
-    shrink::kernels::codebook_gemv_q8(x, xq, w, y, shrink::context{1});
+    if (n == k_gv)
+      shrink::kernels::codebook_gemv_q8(x, xq, w, y, shrink::context{1});
+    else
+      shrink::kernels::codebook_gemv_q8(xq, w, y, shrink::context{1});
     benchmark::DoNotOptimize(y.data());
   }
   state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::q8_detail::k_cb))));
@@ -222,11 +230,26 @@ struct shape3 {
                                [](benchmark::State& st) { gemm_shrink(st, 2048, 2048, 2048, 2); })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("gemv_int4g32/shrink/1x8192x8192", gemv_int4_q8)->Unit(benchmark::kMillisecond)->UseRealTime();
+  // 1x512x1024: the same kernels with L2-resident weights (int8 512 KiB, int4 288 KiB,
+  // codebook 256 KiB of the 1 MiB L2): the compute rate without the memory stream.
+  for (const index_t n : {k_gv, index_t{512}}) {
+    const index_t k = n == k_gv ? k_gv : 1024;
+    const std::string sh = shape_name(1, n, k);
+    if (n != k_gv)
+      benchmark::RegisterBenchmark(shrink::bench::name("gemv_u8s8s32", "shrink", sh).c_str(),
+                                   [n, k](benchmark::State& st) { gemm_shrink(st, 1, n, k, 1); })
+          ->Unit(benchmark::kMicrosecond)
+          ->UseRealTime();
+    benchmark::RegisterBenchmark(shrink::bench::name("gemv_int4g32", "shrink", sh).c_str(),
+                                 [n, k](benchmark::State& st) { gemv_int4_q8(st, n, k); })
+        ->Unit(n == k_gv ? benchmark::kMillisecond : benchmark::kMicrosecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(shrink::bench::name("gemv_codebook4", "shrink", sh).c_str(),
+                                 [n, k](benchmark::State& st) { gemv_codebook4_q8(st, n, k); })
+        ->Unit(n == k_gv ? benchmark::kMillisecond : benchmark::kMicrosecond)
+        ->UseRealTime();
+  }
   benchmark::RegisterBenchmark("gemv_int4g32/shrink_f32act/1x8192x8192", gemv_int4)
-      ->Unit(benchmark::kMillisecond)
-      ->UseRealTime();
-  benchmark::RegisterBenchmark("gemv_codebook4/shrink/1x8192x8192", gemv_codebook4_q8)
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
   benchmark::RegisterBenchmark("gemv_codebook4/shrink_f32act/1x8192x8192", gemv_codebook4)

@@ -248,13 +248,17 @@ inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, in
 
 #if SHRINK_HAS_X86_PATHS
 // ---- avx2: per (8-row block, group): each 32-byte chunk → two registers of u4 (8 rows ×
-// 4 depth); vpmaddubsw with the broadcast activation quad gives 2 s16 per row; 8 such
-// quads (32 elements) are summed in s16 (≤ 8·3810 = 30480, exact), widened once by
-// vpmaddwd(·, 1) into the 8 row lanes. Then −8·Σq, cvtdq2ps, and one fma per group.
+// 4 depth); vpmaddubsw with the broadcast activation quad gives 2 s16 per row; the 8
+// products of 32 elements go into one s16 chain (≤ 8·3810 = 30480, exact; vpaddw wraps, so
+// only the final sum's range matters), widened once by vpmaddwd(·, 1) into the 8 row lanes.
+// Then −8·Σq, cvtdq2ps, and one fma per group. Per 8 rows × 32 depth: 4 loads, 12 unpack
+// (vpand, vpsrlw+vpand), 8 vpmaddubsw, 7 vpaddw, 1 vpmaddwd + the per-group epilogue.
 // Sub = group / 32 (1, 2, 4) is a template argument so the per-group code is straight-line.
-// RB row blocks (16 rows for RB = 2) run together: each broadcast activation quad feeds RB
-// vpmaddubsw. The next RB blocks are prefetched into L2 at the same offset (RB·32 KiB
-// ahead for K = 8192): short-distance prefetches left the stream at ≈ 15 GB/s.
+// RB row blocks run together: each broadcast activation quad feeds 2·RB vpmaddubsw. The
+// next RB blocks are prefetched into L2 at the same offset (RB·32 KiB ahead for K = 8192),
+// one prefetch per 64-byte line: short-distance prefetches left the stream at ≈ 15 GB/s.
+inline constexpr index_t k_s4_prefetch = 512;  // bytes ahead in each row block's stream, into L1
+
 template <bool F16, int Sub, int RB>
 SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const packed_s4q8_weights& w, index_t rb0,
                                               float* y) {
@@ -266,23 +270,24 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const pac
   const std::int8_t* xq = x.q.data();
   const std::int32_t* s32 = x.sums32.data();
   const float* xs = x.scales.data();
-  const index_t s0 = rb0 * groups * 8, s_stride = groups * 8;
+  const index_t s_stride = groups * 8;
+  const std::uint16_t* sh = F16 ? w.scales_f16.data() + rb0 * s_stride : nullptr;
+  const float* sf = F16 ? nullptr : w.scales_f32.data() + rb0 * s_stride;
   __m256 acc[RB];
 #pragma GCC unroll 4
   for (int b = 0; b < RB; ++b) acc[b] = _mm256_setzero_ps();
   for (index_t g = 0; g < groups; ++g) {
     __m256i i32[RB];
-#pragma GCC unroll 4
-    for (int b = 0; b < RB; ++b) i32[b] = _mm256_setzero_si256();
     std::int32_t sq = 0;
 #pragma GCC unroll 4
     for (int e = 0; e < Sub; ++e) {  // 32 elements = 4 chunks = 128 bytes per row block
-      __m256i a16[RB], b16[RB];  // two s16 chains; their sum is still ≤ 8·3810 < 32767
+      __m256i s16[RB];
 #pragma GCC unroll 4
       for (int b = 0; b < RB; ++b) {
+        _mm_prefetch(reinterpret_cast<const char*>(wp + b * block_bytes + k_s4_prefetch), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(wp + b * block_bytes + k_s4_prefetch + 64), _MM_HINT_T0);
         _mm_prefetch(reinterpret_cast<const char*>(wp + (b + RB) * block_bytes), _MM_HINT_T1);
         _mm_prefetch(reinterpret_cast<const char*>(wp + (b + RB) * block_bytes + 64), _MM_HINT_T1);
-        a16[b] = b16[b] = _mm256_setzero_si256();
       }
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
@@ -294,12 +299,19 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const pac
         for (int b = 0; b < RB; ++b) {
           const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + b * block_bytes + 32 * c));
           const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-          a16[b] = _mm256_add_epi16(a16[b], _mm256_maddubs_epi16(lo, xa));
-          b16[b] = _mm256_add_epi16(b16[b], _mm256_maddubs_epi16(hi, xb));
+          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
+          s16[b] = c == 0 ? p : _mm256_add_epi16(s16[b], p);
+          // Keeps the chain in order: GCC otherwise reassociates the integer adds into a tree
+          // at the end and spills the 2·RB·4 vpmaddubsw results (measured: ≈ 20 stack stores
+          // per 32 depth).
+          __asm__("" : "+x"(s16[b]));
         }
       }
 #pragma GCC unroll 4
-      for (int b = 0; b < RB; ++b) i32[b] = _mm256_add_epi32(i32[b], _mm256_madd_epi16(_mm256_add_epi16(a16[b], b16[b]), ones));
+      for (int b = 0; b < RB; ++b) {
+        const __m256i t = _mm256_madd_epi16(s16[b], ones);
+        i32[b] = e == 0 ? t : _mm256_add_epi32(i32[b], t);
+      }
       sq += s32[e];
       wp += 128;
       xq += 32;
@@ -310,11 +322,11 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const pac
     xs += xs_step;
 #pragma GCC unroll 4
     for (int b = 0; b < RB; ++b) {
-      const index_t si = s0 + b * s_stride + g * 8;
-      const __m256 sc = F16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales_f16.data() + si)))
-                            : _mm256_loadu_ps(w.scales_f32.data() + si);
+      const __m256 sc = F16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sh + b * s_stride)))
+                            : _mm256_loadu_ps(sf + b * s_stride);
       acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(sc, dx), _mm256_cvtepi32_ps(_mm256_sub_epi32(i32[b], corr)), acc[b]);
     }
+    if constexpr (F16) sh += 8; else sf += 8;
   }
 #pragma GCC unroll 4
   for (int b = 0; b < RB; ++b) {
@@ -328,6 +340,7 @@ template <bool F16, int Sub>
 SHRINK_TARGET_AVX2 inline void s4_avx2_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t b0,
                                             index_t b1, float* y) {
   index_t rb = b0;
+  for (; rb + 4 <= b1; rb += 4) s4_avx2_blocks<F16, Sub, 4>(x, w, rb, y);
   for (; rb + 2 <= b1; rb += 2) s4_avx2_blocks<F16, Sub, 2>(x, w, rb, y);
   for (; rb < b1; ++rb) s4_avx2_blocks<F16, Sub, 1>(x, w, rb, y);
 }
@@ -586,43 +599,51 @@ inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights
 }
 
 #if SHRINK_HAS_X86_PATHS
-// ---- avx2: 4 rows share each activation load (and its vpabsb); per row and 64 weights:
-// one load, two nibble extractions, two vpshufb, and per 32: vpsignb, vpmaddubsw, vpmaddwd, add.
-// PerRow: one table per row (R = 4 tables in registers); per tensor: one shared table, so
-// 8 rows fit and the activation loads and vpabsb are shared by 8 rows.
+// ---- avx2: R rows share each activation load (and its vpabsb); per row and 64 weights:
+// one load, vpand + vpsrlw/vpand (indices), two vpshufb (lookup), two vpsignb, two
+// vpmaddubsw, two vpmaddwd(·, 1) and two vpaddd = 13 vector ops. vpmaddubsw's pairs reach
+// 2·127² = 32258, so there is no s16 headroom to defer the widening. PerRow: one table per
+// row (T = R tables in registers); per tensor: one shared table. The accumulators and the
+// activation registers are pinned with empty asm statements, because GCC otherwise
+// reassociates the adds, keeps the activation loads as memory operands and spills the
+// accumulators. R = 4 for both kinds: 4 accumulators + 4 activation registers + table, mask
+// and ones leave room for the temporaries (R = 8 spilled 7 of 8 accumulators).
 template <int R, bool PerRow>
 SHRINK_TARGET_AVX2 inline void cb_avx2_rows(const q8_activations& x, const packed_codebook_q8_weights& w, index_t n,
                                             float* y) {
   constexpr int T = PerRow ? R : 1;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256i table[T], acc[R];
-  const std::uint8_t* rows[R];
+  const std::uint8_t* row0 = w.indices.data() + n * w.depth_padded / 2;
+  const index_t stride = w.depth_padded / 2;
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
     table[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.codebook(n + t))));
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_si256();
-    rows[r] = w.indices.data() + (n + r) * w.depth_padded / 2;
-  }
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
   for (index_t k = 0; k < w.depth_padded; k += 64) {
-    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
-    const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
+    __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
+    __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
     // Sign trick on the activation side: |q| (u8, once per R rows) times c_q·sign(q) (s8)
     // equals c_q·q, and |127·127·2| < 32767 keeps vpmaddubsw exact.
-    const __m256i axl = _mm256_abs_epi8(xl), axh = _mm256_abs_epi8(xh);
+    __m256i axl = _mm256_abs_epi8(xl), axh = _mm256_abs_epi8(xh);
+    __asm__("" : "+x"(xl), "+x"(xh), "+x"(axl), "+x"(axh));
+    const std::uint8_t* rk = row0 + k / 2;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      // One row block ahead, into L2: the hardware prefetchers alone kept too few misses
-      // in flight while the core is busy with the lookups.
-      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + R * w.depth_padded / 2 + k / 2), _MM_HINT_T1);
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k / 2));
+      // One row block ahead, into L2: the hardware prefetchers alone kept too few misses in
+      // flight while the core is busy with the lookups.
+      _mm_prefetch(reinterpret_cast<const char*>(rk + (R + r) * stride), _MM_HINT_T1);
+      __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rk + r * stride));
+      __asm__("" : "+x"(v));  // one load, not a load plus a folded memory operand
       const __m256i tb = table[PerRow ? r : 0];
       const __m256i wl = _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4));
       const __m256i wh = _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
       const __m256i pl = _mm256_maddubs_epi16(axl, _mm256_sign_epi8(wl, xl));
       const __m256i ph = _mm256_maddubs_epi16(axh, _mm256_sign_epi8(wh, xh));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_add_epi32(_mm256_madd_epi16(pl, ones), _mm256_madd_epi16(ph, ones)));
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(pl, ones));
+      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(ph, ones));
+      __asm__("" : "+x"(acc[r]));
     }
   }
 #pragma GCC unroll 8
@@ -682,7 +703,7 @@ SHRINK_TARGET_AVX2 inline void cb_avx2(const q8_activations& x, const packed_cod
   if (w.per_row) {
     for (; n + 4 <= n1; n += 4) cb_avx2_rows<4, true>(x, w, n, y);
   } else {
-    for (; n + 8 <= n1; n += 8) cb_avx2_rows<8, false>(x, w, n, y);
+    for (; n + 4 <= n1; n += 4) cb_avx2_rows<4, false>(x, w, n, y);
   }
   for (; n < n1; ++n) cb_avx2_rows<1, true>(x, w, n, y);
 }
