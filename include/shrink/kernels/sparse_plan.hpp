@@ -180,26 +180,40 @@ bool fits_delta8(const Column& column, index_t k0, index_t k1) {
 /// delta8 u16-stream units of an fp32 row of n entries: 5 bytes each, padded to even.
 constexpr std::size_t delta8_units(index_t n) noexcept { return (5 * static_cast<std::size_t>(n) + 1) / 2; }
 
-#if SHRINK_HAS_X86_PATHS
-/// Columns of 16 delta8 entries from their u8 steps d[0..15] and the column before them
-/// (`base`, broadcast in every u16 lane): widened to u16, inclusive prefix sums within each
-/// 128-bit half (3 shift-adds), the low half's total added to the high half, then base.
-/// `base` becomes the last column (u16 sums cannot wrap: columns < 65,536).
-SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256i columns16_avx2(const unsigned char* d, __m256i& base) {
-  __m256i c = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d)));
-  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 2));
-  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 4));
-  c = _mm256_add_epi16(c, _mm256_slli_si256(c, 8));
-  const __m256i last = _mm256_set1_epi16(0x0F0E);  // pshufb: bytes 14, 15 of each half everywhere
-  const __m256i t = _mm256_shuffle_epi8(c, last);   // [low total x8 | high total x8]
-  c = _mm256_add_epi16(c, _mm256_permute2x128_si256(t, t, 0x08));  // [0 | low total]
-  const __m256i total = _mm256_shuffle_epi8(_mm256_permute2x128_si256(c, c, 0x11), last);
-  const __m256i cols = _mm256_add_epi16(c, base);
-  base = _mm256_add_epi16(base, total);  // the only step carried from chunk to chunk
-  return cols;
+/// Where step e of a delta8 chunk of t entries is stored: each full group of 8 steps
+/// (8·⌊t/8⌋ of them) is interleaved as [s0 s4 s1 s5 s2 s6 s3 s7], so one u64 load masked
+/// with 0x00FF00FF00FF00FF gives steps 0-3 as u16 fields and the same after an 8-bit shift
+/// gives steps 4-7 (no byte spreading: pdep or shift/mask spreads made the kernel
+/// 1.6-2x slower, benchmarks/results/sparse.md). The last t mod 8 steps are in order.
+constexpr std::size_t delta8_slot(index_t e, index_t t) noexcept {
+  const index_t grouped = t / 8 * 8;
+  if (e >= grouped) return static_cast<std::size_t>(e);
+  const index_t k = e % 8;
+  return static_cast<std::size_t>(e - k + (k < 4 ? 2 * k : 2 * (k - 4) + 1));
 }
 
+/// The columns of one interleaved group of 8 steps (`eight`, a little-endian u64 load),
+/// relative to the column before the group, as two u64 of 4 u16 fields: entries 0-3 in
+/// `lo`, 4-7 in `hi` relative to the column of entry 3. One multiply by
+/// 0x0001'0001'0001'0001 adds each field into every higher one (field f = d0 + ... + df, at
+/// most 4·255: no carry crosses a field); field 3 is the 4 steps' total. The kernels add
+/// the column before the group through the x pointer, so only that pointer is carried.
+/// `ones` is k_delta8_ones hidden from the optimiser (delta8_ones()): with the constant in
+/// view GCC replaces the one imul by 4 shifts, adds and copies, and the kernel got ~1.6x slower.
+inline constexpr std::uint64_t k_delta8_ones = 0x0001000100010001ull;
+SHRINK_ALWAYS_INLINE std::uint64_t delta8_ones() noexcept {
+  std::uint64_t ones = k_delta8_ones;
+#if defined(__GNUC__)
+  __asm__("" : "+r"(ones));
 #endif
+  return ones;
+}
+SHRINK_ALWAYS_INLINE void delta8_columns(std::uint64_t eight, std::uint64_t ones, std::uint64_t& lo,
+                                         std::uint64_t& hi) noexcept {
+  constexpr std::uint64_t bytes = 0x00FF00FF00FF00FFull;
+  lo = (eight & bytes) * ones;
+  hi = ((eight >> 8) & bytes) * ones;
+}
 
 }  // namespace sparse_detail
 
@@ -282,8 +296,8 @@ enum class spmv_layout : std::uint8_t {
   index16,    ///< per row, chunks of 16 entries: 16 x u16 columns then 16 x fp32 values (6 B per entry)
   index32,    ///< separate u32 column and fp32 value arrays (8 B per entry), for any width
   bitmap,     ///< per row, one bit per column (u64 words) and the kept values packed (4 B + cols/8 B per row)
-  /// per row, chunks of 16 entries: 16 x u8 column steps (the first from column 0) then 16
-  /// values (fp32: 5 B per entry; int8: 2 B). A row with a step > 255 is an escape row,
+  /// per row, chunks of 16 entries: 16 x u8 column steps (the first from column 0; groups
+  /// of 8 interleaved, sparse_detail::delta8_slot) then 16 values (fp32: 5 B per entry; int8: 2 B). A row with a step > 255 is an escape row,
   /// kept exactly in the index16 (fp32) / u32-column (int8) form. cols <= 65,536.
   delta8,
 };
@@ -372,7 +386,7 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
         for (; k < k1; k += std::min<index_t>(16, k1 - k)) {
           const index_t t = std::min<index_t>(16, k1 - k);
           for (index_t e = 0; e < t; ++e) {
-            b[e] = static_cast<unsigned char>(column(k + e) - prev);
+            b[sparse_detail::delta8_slot(e, t)] = static_cast<unsigned char>(column(k + e) - prev);
             prev = column(k + e);
           }
           std::memcpy(b + t, vals.data() + k, static_cast<std::size_t>(t) * sizeof(float));
@@ -457,8 +471,14 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
   const bool narrow = cols <= index_t{65536};
   if (layout == spmv_layout::automatic) {
+    // bitmap from 25 % density; delta8 from 15 % (at 20 % it beat index32 by ~10 % on Zen 4,
+    // where its 2 B per entry against 5 B matter because the plan no longer sits in cache;
+    // at 10 % index32 was ~7 % faster: benchmarks/results/sparse.md); else index32.
     const double total = static_cast<double>(rows) * static_cast<double>(cols);
-    layout = (total > 0 && static_cast<double>(nnz) >= 0.25 * total) ? spmv_layout::bitmap : spmv_layout::index32;
+    const double density = total > 0 ? static_cast<double>(nnz) / total : 0.0;
+    layout = density >= 0.25                 ? spmv_layout::bitmap
+             : (density >= 0.15 && narrow) ? spmv_layout::delta8
+                                             : spmv_layout::index32;
   }
   SHRINK_REQUIRE(layout != spmv_layout::delta8 || narrow, errc::invalid_argument, who,
                  ": delta8 addresses 65536 columns, the matrix has ", cols);
@@ -506,7 +526,7 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
       for (index_t k = k0; k < k1; k += std::min<index_t>(16, k1 - k)) {
         const index_t t = std::min<index_t>(16, k1 - k);
         for (index_t e = 0; e < t; ++e) {
-          b[e] = static_cast<std::uint8_t>(column(k + e) - prev);
+          b[sparse_detail::delta8_slot(e, t)] = static_cast<std::uint8_t>(column(k + e) - prev);
           prev = column(k + e);
         }
         std::memcpy(b + t, vals.data() + k, static_cast<std::size_t>(t));

@@ -486,7 +486,7 @@ SHRINK_ALWAYS_INLINE void for_each_entry(const spmv_plan_f32& p, index_t i, Fn&&
       for (std::ptrdiff_t e = 0; e < t; ++e) {
         float v;
         std::memcpy(&v, b + t + 4 * e, sizeof v);
-        c += b[e];
+        c += b[sparse_detail::delta8_slot(static_cast<index_t>(e), static_cast<index_t>(t))];
         fn(c, v);
       }
       b += 5 * t;
@@ -535,22 +535,30 @@ inline void rows_generic(const spmv_plan_f32& p, const float* x, float* y, index
 // x at 8 columns, built with scalar loads inserted into lanes: on Zen 4 vgatherdps costs
 // ~10 cycles per 8 lanes; 8 vinsertps with memory operands issue on the 3 load ports and
 // cost ~6 (benchmarks/results/sparse.md). u16 columns come 4 per 64-bit load.
-SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, std::uint64_t a, std::uint64_t b) {
-  __m128 lo = _mm_load_ss(x + (a & 0xFFFF));
-  lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 16) & 0xFFFF)), 0x10);
-  lo = _mm_insert_ps(lo, _mm_load_ss(x + ((a >> 32) & 0xFFFF)), 0x20);
-  lo = _mm_insert_ps(lo, _mm_load_ss(x + (a >> 48)), 0x30);
-  __m128 hi = _mm_load_ss(x + (b & 0xFFFF));
-  hi = _mm_insert_ps(hi, _mm_load_ss(x + ((b >> 16) & 0xFFFF)), 0x10);
-  hi = _mm_insert_ps(hi, _mm_load_ss(x + ((b >> 32) & 0xFFFF)), 0x20);
-  hi = _mm_insert_ps(hi, _mm_load_ss(x + (b >> 48)), 0x30);
-  return _mm256_set_m128(hi, lo);
+/// x at 8 columns given as 2 x 4 u16 fields, a's relative to xa and b's to xb (delta8
+/// passes each group's base column through the pointer; index16 passes x twice).
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* xa, std::uint64_t a, const float* xb,
+                                                       std::uint64_t b) {
+  const auto ld = [](const float* q) SHRINK_TARGET_AVX2 {
+    int v;
+    std::memcpy(&v, q, 4);
+    return v;
+  };
+  __m128i lo = _mm_cvtsi32_si128(ld(xa + (a & 0xFFFF)));
+  lo = _mm_insert_epi32(lo, ld(xa + ((a >> 16) & 0xFFFF)), 1);
+  lo = _mm_insert_epi32(lo, ld(xa + ((a >> 32) & 0xFFFF)), 2);
+  lo = _mm_insert_epi32(lo, ld(xa + (a >> 48)), 3);
+  __m128i hi = _mm_cvtsi32_si128(ld(xb + (b & 0xFFFF)));
+  hi = _mm_insert_epi32(hi, ld(xb + ((b >> 16) & 0xFFFF)), 1);
+  hi = _mm_insert_epi32(hi, ld(xb + ((b >> 32) & 0xFFFF)), 2);
+  hi = _mm_insert_epi32(hi, ld(xb + (b >> 48)), 3);
+  return _mm256_castsi256_ps(_mm256_set_m128i(hi, lo));
 }
 SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint16_t* c) {
   std::uint64_t a, b;
   std::memcpy(&a, c, 8);
   std::memcpy(&b, c + 4, 8);
-  return x8_avx2(x, a, b);
+  return x8_avx2(x, a, x, b);
 }
 SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m256 x8_avx2(const float* x, const std::uint32_t* c) {
   __m128 lo = _mm_load_ss(x + c[0]);
@@ -594,11 +602,15 @@ SHRINK_TARGET_AVX2 inline void index16_avx2(const spmv_plan_f32& p, const float*
                             p.stream.data() + p.row_ptr[static_cast<std::size_t>(i) + 1], x);
 }
 
-// delta8 rows: per full chunk (80 bytes) the 16 columns come from columns16_avx2 and leave
-// the vector register as 4 u64 (4 u16 columns each) for the same lane inserts as index16;
-// the tail chunk's first 8 columns use the same prefix sums on 8 steps, the rest run
-// scalar. The accumulation is index16's step for step (same bits).
+// delta8 rows: per full chunk (80 bytes) two u64 loads of the 16 steps give four u64 of 4
+// u16 in-group column offsets (sparse_detail::delta8_columns: a mask, a shift and a
+// multiply per 4 entries); each group's x base pointer is the previous one plus the
+// previous group's total, and the lane inserts are index16's. The tail chunk's first 8
+// entries take the same route, the rest run scalar. The accumulation is index16's step
+// for step (same bits).
 SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_f32& p, const float* x, float* y, index_t r0, index_t r1) {
+  using sparse_detail::delta8_columns;
+  const std::uint64_t ones = sparse_detail::delta8_ones();
   for (index_t i = r0; i < r1; ++i) {
     const auto r = static_cast<std::size_t>(i);
     if (p.escape[r] != 0) {
@@ -608,38 +620,38 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_f32& p, const float* 
     const auto* s = reinterpret_cast<const unsigned char*>(p.stream.data() + p.row_ptr[r]);
     std::ptrdiff_t n = 2 * static_cast<std::ptrdiff_t>(p.row_ptr[r + 1] - p.row_ptr[r]) / 5;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    __m256i base = _mm256_setzero_si256();
+    const float* xc = x;  // x at the last column so far (column 0 before the first entry)
     for (; n >= 16; n -= 16, s += 80) {
-      const __m256i c = sparse_detail::columns16_avx2(s, base);
-      const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
+      std::uint64_t d0, d1, g0, g1, g2, g3;
+      std::memcpy(&d0, s, 8);
+      std::memcpy(&d1, s + 8, 8);
+      delta8_columns(d0, ones, g0, g1);
+      delta8_columns(d1, ones, g2, g3);
+      const float* x1 = xc + (g0 >> 48);
+      const float* x2 = x1 + (g1 >> 48);
+      const float* x3 = x2 + (g2 >> 48);
       const auto* v = reinterpret_cast<const float*>(s + 16);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(lo)),
-                                                       static_cast<std::uint64_t>(_mm_extract_epi64(lo, 1))), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(hi)),
-                                                           static_cast<std::uint64_t>(_mm_extract_epi64(hi, 1))), a1);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(v), x8_avx2(xc, g0, x1, g1), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(v + 8), x8_avx2(x2, g2, x3, g3), a1);
+      xc = x3 + (g3 >> 48);
     }
-    // the tail chunk: n < 16 steps, then n values
-    const auto t = n;
+    const auto t = n;  // the tail chunk: t < 16 steps, then t values
     std::ptrdiff_t e = 0;
-    auto c = static_cast<unsigned>(_mm_extract_epi16(_mm256_castsi256_si128(base), 0));
     if (t >= 8) {
-      __m128i q = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
-      q = _mm_add_epi16(q, _mm_slli_si128(q, 2));
-      q = _mm_add_epi16(q, _mm_slli_si128(q, 4));
-      q = _mm_add_epi16(q, _mm_slli_si128(q, 8));
-      q = _mm_add_epi16(q, _mm256_castsi256_si128(base));
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)),
-                           x8_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(q)),
-                                   static_cast<std::uint64_t>(_mm_extract_epi64(q, 1))), a0);
-      c = static_cast<unsigned>(_mm_extract_epi16(q, 7));
+      std::uint64_t d0, g0, g1;
+      std::memcpy(&d0, s, 8);
+      delta8_columns(d0, ones, g0, g1);
+      const float* x1 = xc + (g0 >> 48);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(reinterpret_cast<const float*>(s + t)), x8_avx2(xc, g0, x1, g1), a0);
+      xc = x1 + (g1 >> 48);
       e = 8;
     }
     float sum = x86::hsum(_mm256_add_ps(a0, a1));
-    for (; e < t; ++e) {
+    for (; e < t; ++e) {  // steps past the last group of 8 are stored in order
       float w;
       std::memcpy(&w, s + t + 4 * e, sizeof w);
-      c += s[e];
-      sum += w * x[c];
+      xc += s[e];
+      sum += w * *xc;
     }
     y[i] = sum;
   }

@@ -286,7 +286,7 @@ inline void rows_reference(const spmv_plan_int8& p, const std::int8_t* x, std::i
       for (index_t k = 0; k < n; k += 16) {
         const index_t t = std::min<index_t>(16, n - k);
         for (index_t e = 0; e < t; ++e) {
-          c += b[e];
+          c += b[sparse_detail::delta8_slot(e, t)];
           s += std::int32_t{static_cast<std::int8_t>(b[t + e])} * std::int32_t{x[c]};
         }
         b += 2 * t;
@@ -388,23 +388,26 @@ SHRINK_TARGET_AVX2 inline void index32_avx2(const spmv_plan_int8& p, const std::
   }
 }
 
-// delta8 rows, 16 entries (32 bytes) per step: the columns come from the shared prefix sums
-// (sparse_detail::columns16_avx2) as 4 u64 of 4 u16 columns; the x bytes are inserted into two
-// registers of 8 (two short dependency chains instead of one of 16) and joined; then
+// delta8 rows, 16 entries (32 bytes) per step: two u64 loads of the steps give four u64
+// of 4 u16 in-group column offsets (sparse_detail::delta8_columns), each group relative to an
+// x pointer advanced by the previous group's total; the x bytes are inserted into two
+// registers of 8 (two short dependency chains instead of one of 16) and joined, then
 // vpmaddwd with the sign-extended values as in index32. The tail chunk runs scalar.
-SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m128i x8_bytes_avx2(const std::int8_t* x, std::uint64_t a, std::uint64_t b) {
-  __m128i v = _mm_cvtsi32_si128(static_cast<std::uint8_t>(x[a & 0xFFFF]));
-  v = _mm_insert_epi8(v, x[(a >> 16) & 0xFFFF], 1);
-  v = _mm_insert_epi8(v, x[(a >> 32) & 0xFFFF], 2);
-  v = _mm_insert_epi8(v, x[a >> 48], 3);
-  v = _mm_insert_epi8(v, x[b & 0xFFFF], 4);
-  v = _mm_insert_epi8(v, x[(b >> 16) & 0xFFFF], 5);
-  v = _mm_insert_epi8(v, x[(b >> 32) & 0xFFFF], 6);
-  return _mm_insert_epi8(v, x[b >> 48], 7);
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m128i x8_bytes_avx2(const std::int8_t* xa, std::uint64_t a,
+                                                             const std::int8_t* xb, std::uint64_t b) {
+  __m128i v = _mm_cvtsi32_si128(static_cast<std::uint8_t>(xa[a & 0xFFFF]));
+  v = _mm_insert_epi8(v, xa[(a >> 16) & 0xFFFF], 1);
+  v = _mm_insert_epi8(v, xa[(a >> 32) & 0xFFFF], 2);
+  v = _mm_insert_epi8(v, xa[a >> 48], 3);
+  v = _mm_insert_epi8(v, xb[b & 0xFFFF], 4);
+  v = _mm_insert_epi8(v, xb[(b >> 16) & 0xFFFF], 5);
+  v = _mm_insert_epi8(v, xb[(b >> 32) & 0xFFFF], 6);
+  return _mm_insert_epi8(v, xb[b >> 48], 7);
 }
 
 SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
                                            index_t r1) {
+  const std::uint64_t ones = sparse_detail::delta8_ones();
   for (index_t i = r0; i < r1; ++i) {
     index_t n;
     bool esc;
@@ -414,23 +417,25 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::i
       continue;
     }
     __m256i acc = _mm256_setzero_si256();
-    __m256i base = _mm256_setzero_si256();
+    const std::int8_t* xc = x;  // x at the last column so far
     for (; n >= 16; n -= 16, b += 32) {
-      const __m256i c = sparse_detail::columns16_avx2(b, base);
-      const __m128i lo = _mm256_castsi256_si128(c), hi = _mm256_extracti128_si256(c, 1);
-      const __m128i x0 = x8_bytes_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(lo)),
-                                       static_cast<std::uint64_t>(_mm_extract_epi64(lo, 1)));
-      const __m128i x1 = x8_bytes_avx2(x, static_cast<std::uint64_t>(_mm_cvtsi128_si64(hi)),
-                                       static_cast<std::uint64_t>(_mm_extract_epi64(hi, 1)));
-      const __m256i xv = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(x0, x1));
+      std::uint64_t d0, d1, g0, g1, g2, g3;
+      std::memcpy(&d0, b, 8);
+      std::memcpy(&d1, b + 8, 8);
+      sparse_detail::delta8_columns(d0, ones, g0, g1);
+      sparse_detail::delta8_columns(d1, ones, g2, g3);
+      const std::int8_t* x1 = xc + (g0 >> 48);
+      const std::int8_t* x2 = x1 + (g1 >> 48);
+      const std::int8_t* x3 = x2 + (g2 >> 48);
+      const __m256i xv = _mm256_cvtepi8_epi16(_mm_unpacklo_epi64(x8_bytes_avx2(xc, g0, x1, g1), x8_bytes_avx2(x2, g2, x3, g3)));
       const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + 16)));
       acc = _mm256_add_epi32(acc, _mm256_madd_epi16(w, xv));
+      xc = x3 + (g3 >> 48);
     }
     std::int32_t s = x86::hsum(acc);
-    auto c = static_cast<unsigned>(_mm_extract_epi16(_mm256_castsi256_si128(base), 0));
-    for (index_t e = 0; e < n; ++e) {
-      c += b[e];
-      s += std::int32_t{static_cast<std::int8_t>(b[n + e])} * std::int32_t{x[c]};
+    for (index_t e = 0; e < n; ++e) {  // the tail chunk (< 16 entries): its first 8 steps interleaved
+      xc += b[sparse_detail::delta8_slot(e, n)];
+      s += std::int32_t{static_cast<std::int8_t>(b[n + e])} * std::int32_t{*xc};
     }
     y[i] = s;
   }

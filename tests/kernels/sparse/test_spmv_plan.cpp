@@ -353,3 +353,19 @@ TEST_CASE("spmv plans: delta8 rejects matrices wider than 65536 columns") {
   CHECK_THROWS_AS(k::make_spmv_plan(wide8, k::spmv_layout::delta8), shrink::error);
   CHECK(k::make_spmv_plan(wide8, k::spmv_layout::index32).layout == k::spmv_layout::index32);
 }
+
+TEST_CASE("spmv int8 plan: automatic picks bitmap from 25 % density, delta8 from 15 %, index32 below") {
+  const index_t rows = 64, cols = 256;
+  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 95);
+  for (double keep : {0.05, 0.2, 0.5}) {
+    const auto m = test_mask(rows, cols, keep, 96);
+    const auto a = sp::csr_int8::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
+                                            const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+    const double density = static_cast<double>(a.nnz()) / (rows * cols);
+    const auto expected = density >= 0.25 ? k::spmv_layout::bitmap
+                          : density >= 0.15 ? k::spmv_layout::delta8
+                                            : k::spmv_layout::index32;
+    INFO("density " << density);
+    CHECK(k::make_spmv_plan(a).layout == expected);
+  }
+}
