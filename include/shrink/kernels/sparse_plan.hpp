@@ -315,8 +315,9 @@ struct spmv_plan_f32 {
   /// index16/delta8: offset of row i in `stream` (u16 units); index32/bitmap: first entry of row i.
   aligned_buffer<std::uint32_t> row_ptr{1};
   /// index16: [16 cols][16 values as 32 u16] per chunk; tail: [t cols][t values].
-  /// delta8: bytes [16 u8 steps][16 fp32 values] per chunk, tail [t steps][t values], the
-  /// row padded with one zero byte to whole u16 units; escape rows as in index16.
+  /// delta8: bytes [16 u8 steps][16 fp32 values] per chunk, tail [t steps][t values] (steps
+  /// in groups of 8 interleaved, sparse_detail::delta8_slot), the row padded with one zero
+  /// byte to whole u16 units; escape rows as in index16.
   aligned_buffer<std::uint16_t> stream;
   aligned_buffer<std::uint8_t> escape;   ///< delta8: 1 when row i is stored index16 (a step > 255), else 0
   aligned_buffer<std::uint32_t> col;     ///< index32
@@ -448,8 +449,8 @@ struct spmv_plan_int8 {
   aligned_buffer<std::uint64_t> bits;        ///< bitmap: rows x words
   index_t words = 0;
   aligned_buffer<float> row_scale;           ///< w = row_scale[i] * q, as in csr_int8
-  /// delta8: per chunk of 16 entries [16 u8 steps][16 int8 values], tail [t steps][t values];
-  /// escape rows [n x u32 column (little-endian)][n x int8 value].
+  /// delta8: per chunk of 16 entries [16 u8 steps][16 int8 values], tail [t steps][t values]
+  /// (steps interleaved as in spmv_plan_f32); escape rows [n x u32 column (little-endian)][n x int8 value].
   aligned_buffer<std::uint8_t> stream;
   aligned_buffer<std::uint8_t> escape;       ///< delta8: 1 when row i is an escape row (a step > 255)
 
