@@ -184,7 +184,7 @@ constexpr std::size_t delta8_units(index_t n) noexcept { return (5 * static_cast
 /// (8·⌊t/8⌋ of them) is interleaved as [s0 s4 s1 s5 s2 s6 s3 s7], so one u64 load masked
 /// with 0x00FF00FF00FF00FF gives steps 0-3 as u16 fields and the same after an 8-bit shift
 /// gives steps 4-7 (no byte spreading: pdep or shift/mask spreads made the kernel
-/// 1.6-2x slower, benchmarks/results/sparse.md). The last t mod 8 steps are in order.
+/// 1.2-1.6x slower than this, benchmarks/results/sparse.md). The last t mod 8 steps are in order.
 constexpr std::size_t delta8_slot(index_t e, index_t t) noexcept {
   const index_t grouped = t / 8 * 8;
   if (e >= grouped) return static_cast<std::size_t>(e);
@@ -297,8 +297,9 @@ enum class spmv_layout : std::uint8_t {
   index32,    ///< separate u32 column and fp32 value arrays (8 B per entry), for any width
   bitmap,     ///< per row, one bit per column (u64 words) and the kept values packed (4 B + cols/8 B per row)
   /// per row, chunks of 16 entries: 16 x u8 column steps (the first from column 0; groups
-  /// of 8 interleaved, sparse_detail::delta8_slot) then 16 values (fp32: 5 B per entry; int8: 2 B). A row with a step > 255 is an escape row,
-  /// kept exactly in the index16 (fp32) / u32-column (int8) form. cols <= 65,536.
+  /// of 8 interleaved, sparse_detail::delta8_slot) then 16 values (fp32: 5 B per entry;
+  /// int8: 2 B). A row with a step > 255 is an escape row, kept exactly in the index16
+  /// (fp32) / u32-column (int8) form. cols <= 65,536.
   delta8,
 };
 
@@ -335,7 +336,9 @@ struct spmv_plan_f32 {
 /// Lowers CSR fp32 to a batch-1 plan. `layout` = automatic picks bitmap when at least 25 %
 /// of the weights are kept (the bitmap kernel's cost is per column, the index kernels' per
 /// entry; they cross near 25 % on Zen 4 at 4096 columns, benchmarks/results/sparse.md), else index16,
-/// or index32 when the matrix is wider than 16-bit columns address.
+/// or index32 when the matrix is wider than 16-bit columns address. It never picks delta8:
+/// 5 B per entry instead of 6, but the kernels are bound by work per entry, not bytes, and
+/// delta8's step decoding made it 6-30 % slower at s50-s95 (benchmarks/results/sparse.md, run 8).
 inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout = spmv_layout::automatic) {
   const char* who = "make_spmv_plan";
   const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
