@@ -6,13 +6,11 @@
 #include <cstring>
 #include <span>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 #include "../core/aligned_buffer.hpp"
 #include "../core/config.hpp"
 #include "../core/error.hpp"
+#include "../core/huge_pages.hpp"
 #include "../core/parallel.hpp"
 #include "../sparse/bsr.hpp"
 #include "../sparse/csr.hpp"
@@ -58,19 +56,6 @@ using sparse_plan_int8 = sparse_plan<std::int8_t>;
 using sparse_plan_codebook = sparse_plan<std::uint8_t>;
 
 namespace sparse_detail {
-
-/// Asks Linux for 2 MiB pages over the whole 2 MiB-aligned part of a fresh, untouched
-/// buffer (before it is written, so the first touch maps huge pages when THP is in
-/// "madvise" mode). A streamed plan then costs one TLB entry per 2 MiB instead of per
-/// 4 KiB. Only a hint: nothing changes if the kernel declines or the OS is not Linux.
-inline void prefer_huge_pages([[maybe_unused]] void* data, [[maybe_unused]] std::size_t bytes) noexcept {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t huge = std::uintptr_t{1} << 21;
-  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + huge - 1) & ~(huge - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(huge - 1);
-  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#endif
-}
 
 /// Gathers take signed 32-bit indices.
 inline void check_columns(index_t cols) {
@@ -377,7 +362,7 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
     // the row offsets are u32
     SHRINK_REQUIRE(units <= std::size_t{0xFFFFFFFF}, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
     p.stream = aligned_buffer<std::uint16_t>(units, uninitialized);
-    sparse_detail::prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
+    prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
     std::size_t at = 0;
     for (index_t i = 0; i < rows; ++i) {
       p.row_ptr[static_cast<std::size_t>(i)] = static_cast<std::uint32_t>(at);
@@ -414,7 +399,7 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   }
   std::copy(rp.begin(), rp.end(), p.row_ptr.begin());
   p.values = aligned_buffer<float>(static_cast<std::size_t>(nnz) + 8, uninitialized);
-  sparse_detail::prefer_huge_pages(p.values.data(), p.values.size_bytes());
+  prefer_huge_pages(p.values.data(), p.values.size_bytes());
   std::copy(vals.begin(), vals.end(), p.values.begin());
   std::fill(p.values.begin() + nnz, p.values.end(), 0.0f);  // the bitmap kernel's padding
   if (layout == spmv_layout::index32) {
@@ -427,7 +412,7 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
   // values are already in bit order.
   p.words = (cols + 63) / 64;
   p.bits = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * p.words), uninitialized);
-  sparse_detail::prefer_huge_pages(p.bits.data(), p.bits.size_bytes());
+  prefer_huge_pages(p.bits.data(), p.bits.size_bytes());
   std::fill(p.bits.begin(), p.bits.end(), std::uint64_t{0});
   for (index_t i = 0; i < rows; ++i)
     for (index_t k = rp[static_cast<std::size_t>(i)]; k < static_cast<index_t>(rp[static_cast<std::size_t>(i) + 1]); ++k) {
@@ -508,7 +493,7 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
     }
     SHRINK_REQUIRE(size <= std::size_t{0xFFFFFFFF}, errc::overflow, who, ": ", nnz, " entries overflow u32 offsets");
     p.stream = aligned_buffer<std::uint8_t>(size, uninitialized);
-    sparse_detail::prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
+    prefer_huge_pages(p.stream.data(), p.stream.size_bytes());
     const auto vals = a.values();
     std::size_t at = 0;
     for (index_t i = 0; i < rows; ++i) {
@@ -542,7 +527,7 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
     return p;
   }
   p.values = aligned_buffer<std::int8_t>(static_cast<std::size_t>(nnz) + 16, uninitialized);
-  sparse_detail::prefer_huge_pages(p.values.data(), p.values.size_bytes());
+  prefer_huge_pages(p.values.data(), p.values.size_bytes());
   std::copy(a.values().begin(), a.values().end(), p.values.begin());
   std::fill(p.values.begin() + nnz, p.values.end(), std::int8_t{0});
   if (layout == spmv_layout::index32) {

@@ -105,7 +105,7 @@ class bitmask_f32 {
     }
     bits_ = aligned_buffer<std::uint64_t>(static_cast<std::size_t>(rows * words_per_row_), uninitialized);
     values_ = aligned_buffer<float>(static_cast<std::size_t>(nnz), uninitialized);
-    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
+    shrink::prefer_huge_pages(values_.data(), values_.size_bytes());
     for (index_t i = 0; i < rows; ++i) {
       const index_t at = row_offset_[static_cast<std::size_t>(i)];
       if (!o.bitmask_row(w.data() + i * w.stride(0), mask.data() + i * mask.stride(0), cols,

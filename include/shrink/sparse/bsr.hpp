@@ -139,8 +139,8 @@ class bsr_f32 {
     }
     block_col_ = column_indices(n, bcols, uninitialized);
     values_ = aligned_buffer<float>(static_cast<std::size_t>(n * r * c), uninitialized);
-    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
-    detail::prefer_huge_pages(block_col_.data(), block_col_.bytes());
+    shrink::prefer_huge_pages(values_.data(), values_.size_bytes());
+    shrink::prefer_huge_pages(block_col_.data(), block_col_.bytes());
     std::vector<std::uint32_t> kept(static_cast<std::size_t>(bcols));
     // Outputs well beyond the last-level cache are written with non-temporal stores.
     const bool stream = values_.size_bytes() >= convert_impl::stream_min_bytes().load(std::memory_order_relaxed);

@@ -8,12 +8,9 @@
 
 #include "../core/aligned_buffer.hpp"
 #include "../core/error.hpp"
+#include "../core/huge_pages.hpp"
 #include "../core/tensor.hpp"
 #include "../core/tensor_view.hpp"
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
 
 namespace shrink::sparse {
 
@@ -98,24 +95,6 @@ inline void check_finite(const char* who, float v, index_t i, index_t j) {
 template <class T>
 inline bool rows_contiguous(const_view<T, 2> v) {
   return v.extent(1) <= 1 || v.stride(1) == 1;
-}
-
-/// A conversion's large output buffers (tens of MiB, written once, front to back) are paid
-/// for mostly in first-touch page faults when the OS hands out 4 KiB pages: under a
-/// hypervisor that cost more than the conversion itself. On Linux, ask for transparent huge
-/// pages on the buffer (a hint; a no-op where THP is off or "never"). Call it before the
-/// first write. Buffers below 4 MiB are left alone.
-inline void prefer_huge_pages(const void* p, std::size_t bytes) noexcept {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t k_page = 4096;
-  if (p == nullptr || bytes < (std::size_t{4} << 20)) return;
-  const auto begin = (reinterpret_cast<std::uintptr_t>(p) + k_page - 1) & ~(k_page - 1);
-  const auto end = (reinterpret_cast<std::uintptr_t>(p) + bytes) & ~(k_page - 1);
-  if (end > begin) (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
-#else
-  (void)p;
-  (void)bytes;
-#endif
 }
 
 /// Row pointers are 32-bit: the non-zero count must fit.

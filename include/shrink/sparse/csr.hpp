@@ -80,8 +80,8 @@ class csr_base {
     }
     col_idx_ = column_indices(nnz, cols, uninitialized);
     values_ = aligned_buffer<V>(static_cast<std::size_t>(nnz), uninitialized);
-    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
-    detail::prefer_huge_pages(col_idx_.data(), col_idx_.bytes());
+    shrink::prefer_huge_pages(values_.data(), values_.size_bytes());
+    shrink::prefer_huge_pages(col_idx_.data(), col_idx_.bytes());
     const auto fill = o.csr_fill[static_cast<int>(kind)][col_idx_.narrow() ? 1 : 0];
     const std::size_t index_size = col_idx_.narrow() ? 2 : 4;
     auto* idx = static_cast<unsigned char*>(col_idx_.data());

@@ -129,8 +129,8 @@ class nm_f32 {
     words_per_row_ = (kept * bits_ + 15) / 16;
     values_ = aligned_buffer<float>(static_cast<std::size_t>(rows * kept), uninitialized);
     meta_ = aligned_buffer<std::uint16_t>(static_cast<std::size_t>(rows * words_per_row_), uninitialized);
-    detail::prefer_huge_pages(values_.data(), values_.size_bytes());
-    detail::prefer_huge_pages(meta_.data(), meta_.size_bytes());
+    shrink::prefer_huge_pages(values_.data(), values_.size_bytes());
+    shrink::prefer_huge_pages(meta_.data(), meta_.size_bytes());
     convert_impl::nm_table t;
     convert_impl::make_nm_table(t, n, m);
     const index_t total = rows * kept;
