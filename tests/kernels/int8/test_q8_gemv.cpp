@@ -102,16 +102,37 @@ TEST_CASE("quantize_activations follows d = amax/127 and round half to even") {
   CHECK(t.scales[0] == 1.0f);
   CHECK(t.q[32] == -64);  // −63.5 → −64 (even)
   CHECK(t.q[34] == 1);    // 0.75 → 1
-  // Random data against the test's quantizer, every block size.
-  const auto r = activations(1000, 3);
-  for (index_t block : {0, 32, 64, 128}) {
-    const auto o = oracle_quantize(r, block);
-    const auto a = kernels::quantize_activations(r, block);
-    for (std::size_t i = 0; i < r.size(); ++i) {
-      REQUIRE(a.q[i] == o.q[i]);
-      REQUIRE(a.scales[block == 0 ? 0 : i / static_cast<std::size_t>(block)] == o.d[i]);
-    }
+  // Random data against the test's quantizer, every block size and path (the AVX2 path does
+  // 16 at a time with a scalar tail: odd sizes), plus extreme magnitudes (subnormal scales,
+  // values near FLT_MAX) and exact ties at several scales.
+  std::vector<std::vector<float>> inputs = {activations(1000, 3), activations(37, 4), activations(7, 5)};
+  {
+    auto tiny = activations(300, 6), huge = activations(300, 7), ties = activations(260, 8);
+    for (auto& v : tiny) v *= 1e-40f;  // d = amax/127 is subnormal (division, not × 1/d)
+    for (auto& v : huge) v *= 1e36f;
+    for (std::size_t i = 0; i < ties.size(); ++i) ties[i] = static_cast<float>(static_cast<int>(i % 9) - 4) + 0.5f;
+    for (std::size_t i = 0; i < ties.size(); i += 32) ties[i] = 127.0f;  // d = 1 in every block: ±k.5 ties
+    inputs.push_back(tiny);
+    inputs.push_back(huge);
+    inputs.push_back(ties);
   }
+  testing::for_each_isa([&](kernels::isa) {
+    for (const auto& r : inputs)
+      for (index_t block : {0, 32, 64, 128}) {
+        INFO("k " << r.size() << " block " << block);
+        const auto o = oracle_quantize(r, block);
+        const auto a = kernels::quantize_activations(r, block);
+        for (std::size_t i = 0; i < r.size(); ++i) {
+          REQUIRE(a.q[i] == o.q[i]);
+          REQUIRE(a.scales[block == 0 ? 0 : i / static_cast<std::size_t>(block)] == o.d[i]);
+        }
+        for (std::size_t s = 0; s < a.sums32.size(); ++s) {
+          int sum = 0;
+          for (std::size_t i = s * 32; i < std::min(r.size(), s * 32 + 32); ++i) sum += o.q[i];
+          REQUIRE(a.sums32[s] == sum);
+        }
+      }
+  });
 }
 
 TEST_CASE("gemv_s4_q8 is bit-exact with the integer-dot oracle on every path") {
@@ -330,11 +351,20 @@ TEST_CASE("integer-activation gemvs reject bad input") {
   auto xq = kernels::make_q8_activations(64, 32);
   std::vector<float> x65(65, 1.0f);
   CHECK(code_of([&] { kernels::quantize_activations(x65, xq); }) == errc::shape_mismatch);
-  std::vector<float> bad = x;
-  bad[3] = std::nanf("");
-  CHECK(code_of([&] { kernels::quantize_activations(bad, xq); }) == errc::non_finite);
-  bad[3] = INFINITY;
-  CHECK(code_of([&] { kernels::quantize_activations(bad, xq); }) == errc::non_finite);
+  testing::for_each_isa([&](kernels::isa) {
+    std::vector<float> bad = x;
+    bad[3] = std::nanf("");
+    CHECK(code_of([&] { kernels::quantize_activations(bad, xq); }) == errc::non_finite);
+    bad[3] = INFINITY;
+    CHECK(code_of([&] { kernels::quantize_activations(bad, xq); }) == errc::non_finite);
+    bad[3] = 1.0f;
+    bad[63] = -INFINITY;  // the last vector of the second block
+    CHECK(code_of([&] { kernels::quantize_activations(bad, xq); }) == errc::non_finite);
+    std::vector<float> bad67(67, 1.0f);  // per tensor: the non-finite value in the scalar tail
+    bad67[66] = std::nanf("");
+    auto xq67 = kernels::make_q8_activations(67, 0);
+    CHECK(code_of([&] { kernels::quantize_activations(bad67, xq67); }) == errc::non_finite);
+  });
 
   // int4: 16 × 64 weights, group 32.
   std::vector<std::uint8_t> nib(16 * 64 / 2, 0x21);
