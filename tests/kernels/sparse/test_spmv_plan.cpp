@@ -96,6 +96,17 @@ std::vector<std::uint8_t> escape_mask(index_t rows, index_t cols, std::vector<in
   return m;
 }
 
+// The int8 oracle: Σ q·x over the kept entries of each row, straight from the dense arrays.
+std::vector<std::int32_t> dense_int8_spmv(const std::vector<std::int8_t>& q, const std::vector<std::uint8_t>& m,
+                                          const std::vector<std::int8_t>& x, index_t rows, index_t cols) {
+  std::vector<std::int32_t> y(static_cast<std::size_t>(rows), 0);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j)
+      if (m[static_cast<std::size_t>(i * cols + j)])
+        y[static_cast<std::size_t>(i)] += int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j)]};
+  return y;
+}
+
 }  // namespace
 
 TEST_CASE("spmv plan: every layout on every path within (n+1)·u·Σ|w·x| of the dense product") {
@@ -213,13 +224,7 @@ TEST_CASE("spmv int8 plan: index32, bitmap and delta8 are bit-exact int32 on eve
       const std::vector<float> scales(static_cast<std::size_t>(rows), 0.25f);
       const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
                                                   const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
-      // the oracle: Σ q·x over kept entries, straight from the dense arrays
-      std::vector<std::int32_t> expected(static_cast<std::size_t>(rows), 0);
-      for (index_t i = 0; i < rows; ++i)
-        for (index_t j = 0; j < cols; ++j)
-          if (m[static_cast<std::size_t>(i * cols + j)])
-            expected[static_cast<std::size_t>(i)] +=
-                int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j)]};
+      const auto expected = dense_int8_spmv(q, m, x, rows, cols);
       for (auto layout : layouts) {
         const auto plan = k::make_spmv_plan(a, layout);
         CHECK(plan.nnz() == a.nnz());
@@ -320,11 +325,7 @@ TEST_CASE("spmv int8 plan: delta8 escapes exactly at steps > 255 and stays bit-e
   const std::vector<float> scales(static_cast<std::size_t>(rows), 0.5f);
   const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
                                               const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
-  std::vector<std::int32_t> expected(static_cast<std::size_t>(rows), 0);
-  for (index_t i = 0; i < rows; ++i)
-    for (index_t j = 0; j < cols; ++j)
-      if (m[static_cast<std::size_t>(i * cols + j)])
-        expected[static_cast<std::size_t>(i)] += int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j)]};
+  const auto expected = dense_int8_spmv(q, m, x, rows, cols);
   const auto plan = k::make_spmv_plan(a, k::spmv_layout::delta8);
   REQUIRE(plan.layout == k::spmv_layout::delta8);
   std::size_t expected_bytes = 4 * static_cast<std::size_t>(rows + 1) + 4 * static_cast<std::size_t>(rows) +
