@@ -147,7 +147,7 @@ void register_all() {
   // buffers): the fair peer for the batch-1 plans.
   benchmark::RegisterBenchmark(name("gemv_f32", "eigen_hugepages", "4096x4096").c_str(), [](benchmark::State& state) {
     aligned_buffer<float> copy(static_cast<std::size_t>(k_n * k_n), uninitialized);
-    k::sparse_detail::prefer_huge_pages(copy.data(), copy.size_bytes());
+    shrink::prefer_huge_pages(copy.data(), copy.size_bytes());
     std::copy(weights().begin(), weights().end(), copy.begin());
     const Eigen::Map<const dense> w(copy.data(), k_n, k_n);
     const Eigen::Map<const Eigen::VectorXf> x(x_vec().data(), k_n);
