@@ -12,6 +12,7 @@
 
 #include "config.hpp"
 #include "error.hpp"
+#include "huge_pages.hpp"
 
 namespace shrink {
 
@@ -25,6 +26,14 @@ struct uninitialized_t {
 };
 inline constexpr uninitialized_t uninitialized{};
 
+/// Tag for large buffers that kernels stream from memory on every call (packed weights):
+/// the buffer asks the OS for 2 MiB pages (prefer_huge_pages) before it is zero-filled, so
+/// the fill's first touch maps huge pages. Zero-initialised like the default.
+struct huge_pages_t {
+  explicit huge_pages_t() = default;
+};
+inline constexpr huge_pages_t huge_pages{};
+
 /// A contiguous array of trivially copyable `T`, aligned to k_alignment and
 /// zero-initialised; copyable (deep copy) and movable. Formats own their bytes through it.
 template <class T>
@@ -36,6 +45,8 @@ class aligned_buffer {
   explicit aligned_buffer(std::size_t count) : data_(allocate(count, true)), size_(count) {}
   /// Elements left uninitialised: the caller must write each one before it is read.
   aligned_buffer(std::size_t count, uninitialized_t) : data_(allocate(count, false)), size_(count) {}
+  /// Zero-initialised, in 2 MiB pages where the OS grants them (see huge_pages_t).
+  aligned_buffer(std::size_t count, huge_pages_t) : data_(allocate(count, true, true)), size_(count) {}
   aligned_buffer(std::span<const T> values) : aligned_buffer(values.size(), uninitialized) {  // NOLINT
     if (!values.empty()) std::memcpy(data_.get(), values.data(), values.size_bytes());
   }
@@ -66,12 +77,13 @@ class aligned_buffer {
     void operator()(T* p) const noexcept { ::operator delete(p, std::align_val_t{k_alignment}); }
   };
 
-  static T* allocate(std::size_t count, bool zero) {
+  static T* allocate(std::size_t count, bool zero, bool huge = false) {
     if (count == 0) return nullptr;
     SHRINK_REQUIRE(count <= std::numeric_limits<std::size_t>::max() / sizeof(T), errc::overflow,
                    "aligned_buffer: ", count, " elements of ", sizeof(T), " bytes overflow size_t");
     const std::size_t bytes = (count * sizeof(T) + k_alignment - 1) / k_alignment * k_alignment;
     void* p = ::operator new(bytes, std::align_val_t{k_alignment});
+    if (huge) prefer_huge_pages(p, bytes);  // before any byte is touched
     // The padding up to the next 64 bytes is always zero, so vector code that reads whole
     // cache lines past the last element sees zeros.
     if (zero)

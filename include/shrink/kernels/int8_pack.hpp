@@ -53,7 +53,7 @@ inline packed_s8_weights pack_s8_weights(tensor_view<const std::int8_t, 2> w, st
   p.depth_padded = (k + 3) / 4 * 4;
   p.panels = (n + k_int8_panel - 1) / k_int8_panel;
   p.zero_point = zero_point;
-  p.data = aligned_buffer<std::int8_t>(static_cast<std::size_t>(p.panels * p.depth_padded * k_int8_panel));
+  p.data = aligned_buffer<std::int8_t>(static_cast<std::size_t>(p.panels * p.depth_padded * k_int8_panel), huge_pages);
   p.column_sums = aligned_buffer<std::int32_t>(static_cast<std::size_t>(p.panels * k_int8_panel));
   for (index_t r = 0; r < n; ++r) {
     std::int8_t* dst = p.data.data() + (r / k_int8_panel) * p.depth_padded * k_int8_panel + (r % k_int8_panel) * 4;

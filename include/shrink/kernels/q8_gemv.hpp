@@ -238,7 +238,7 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
   p.depth_padded = w.depth_padded;
   p.row_blocks = (w.rows + 7) / 8;
   p.scales_format = w.scales_format;
-  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4));
+  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4), huge_pages);
   std::fill(p.data.begin(), p.data.end(), std::uint8_t{0x88});  // offset 8 = weight 0 (padding)
   const auto ns = static_cast<std::size_t>(p.row_blocks * p.groups * 8);
   if (p.scales_format == scale_format::f32)
@@ -610,7 +610,7 @@ inline packed_codebook_q8_weights pack_codebook_q8_weights(const packed_codebook
   p.depth_padded = (w.depth + 63) / 64 * 64;
   p.per_row = w.per_row;
   const index_t books = w.per_row ? w.rows : 1;
-  p.indices = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(w.rows * p.depth_padded / 2));
+  p.indices = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(w.rows * p.depth_padded / 2), huge_pages);
   p.centroids = aligned_buffer<std::int8_t>(static_cast<std::size_t>(books * 16));
   p.centroid_scales = aligned_buffer<float>(static_cast<std::size_t>(books));
   for (index_t b = 0; b < books; ++b) {
