@@ -263,24 +263,27 @@ inline std::int32_t escape_row(const std::uint8_t* b, index_t n, const std::int8
   return s;
 }
 
-/// Row i of a delta8 plan: its stream bytes and entry count (2 bytes per entry, 5 in escape rows).
-SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, index_t i, index_t& n, bool& esc) {
+/// Row i of a delta8 plan: its stream bytes and entry count n (2 bytes per entry), or
+/// nullptr once an escape row (u32 columns, 5 bytes per entry) has been summed into y[i].
+SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, index_t i, const std::int8_t* x,
+                                                    std::int32_t* y, index_t& n) {
   const auto r = static_cast<std::size_t>(i);
-  esc = p.escape[r] != 0;
-  n = static_cast<index_t>(p.row_ptr[r + 1] - p.row_ptr[r]) / (esc ? 5 : 2);
-  return p.stream.data() + p.row_ptr[r];
+  const std::uint8_t* b = p.stream.data() + p.row_ptr[r];
+  const auto bytes = static_cast<index_t>(p.row_ptr[r + 1] - p.row_ptr[r]);
+  if (p.escape[r] != 0) {
+    y[i] = escape_row(b, bytes / 5, x);
+    return nullptr;
+  }
+  n = bytes / 2;
+  return b;
 }
 
 inline void rows_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0, index_t r1) {
   for (index_t i = r0; i < r1; ++i) {
     if (p.layout == spmv_layout::delta8) {
       index_t n;
-      bool esc;
-      const std::uint8_t* b = delta8_row(p, i, n, esc);
-      if (esc) {
-        y[i] = escape_row(b, n, x);
-        continue;
-      }
+      const std::uint8_t* b = delta8_row(p, i, x, y, n);
+      if (b == nullptr) continue;
       std::int32_t s = 0;
       std::uint32_t c = 0;
       for (index_t k = 0; k < n; k += 16) {
@@ -410,12 +413,8 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::i
   const std::uint64_t ones = sparse_detail::delta8_ones();
   for (index_t i = r0; i < r1; ++i) {
     index_t n;
-    bool esc;
-    const std::uint8_t* b = delta8_row(p, i, n, esc);
-    if (esc) {
-      y[i] = escape_row(b, n, x);
-      continue;
-    }
+    const std::uint8_t* b = delta8_row(p, i, x, y, n);
+    if (b == nullptr) continue;
     __m256i acc = _mm256_setzero_si256();
     const std::int8_t* xc = x;  // x at the last column so far
     for (; n >= 16; n -= 16, b += 32) {
