@@ -238,7 +238,9 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
   p.depth_padded = w.depth_padded;
   p.row_blocks = (w.rows + 7) / 8;
   p.scales_format = w.scales_format;
-  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4), huge_pages);
+  // Every byte is filled below, so no zero fill; huge pages are asked for before that first touch.
+  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4), uninitialized);
+  prefer_huge_pages(p.data.data(), p.data.size_bytes());
   std::fill(p.data.begin(), p.data.end(), std::uint8_t{0x88});  // offset 8 = weight 0 (padding)
   const auto ns = static_cast<std::size_t>(p.row_blocks * p.groups * 8);
   if (p.scales_format == scale_format::f32)
