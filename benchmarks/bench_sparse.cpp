@@ -220,7 +220,8 @@ void register_all() {
     });
     for (auto [layout, lname] : {std::pair{k::spmv_layout::index32, "shrink_index32"},
                                  std::pair{k::spmv_layout::bitmap, "shrink_bitmap"},
-                                 std::pair{k::spmv_layout::delta8, "shrink_delta8"}})
+                                 std::pair{k::spmv_layout::delta8, "shrink_delta8"},
+                                 std::pair{k::spmv_layout::window16, "shrink_window16"}})
       benchmark::RegisterBenchmark(name("spmv_csr_int8", lname, "4096x4096" + tag).c_str(),
                                    [s, layout](benchmark::State& st) {
                                      const auto plan = k::make_spmv_plan(sp::csr_int8::from_dense(wview(), mview(s)), layout);

@@ -15,6 +15,7 @@
 #include "../sparse/bsr.hpp"
 #include "../sparse/csr.hpp"
 #include "../sparse/nm.hpp"
+#include "window16_layout.hpp"
 
 namespace shrink::kernels {
 
@@ -286,6 +287,10 @@ enum class spmv_layout : std::uint8_t {
   /// int8: 2 B). A row with a step > 255 is an escape row, kept exactly in the index16
   /// (fp32) / u32-column (int8) form. cols <= 65,536.
   delta8,
+  /// int8 only: columns in windows of 16, rows in blocks of 32 / S; a 64-byte pass holds S
+  /// (local column, value) slots per row of the block for one window, x fetched by pshufb
+  /// (sparse_detail::make_window16, docs/sparse.md).
+  window16,
 };
 
 /// A CSR fp32 matrix re-laid out for y = W·x alone (batch 1), where the cost is one
@@ -334,6 +339,9 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
              : narrow                                               ? spmv_layout::index16
                                                                     : spmv_layout::index32;
   }
+  SHRINK_REQUIRE(layout != spmv_layout::window16, errc::unsupported, who,
+                 ": window16 is an int8 layout (its pshufb lookup holds 16 one-byte x values); use automatic, "
+                 "index16, index32, bitmap or delta8");
   SHRINK_REQUIRE((layout != spmv_layout::index16 && layout != spmv_layout::delta8) || narrow, errc::invalid_argument,
                  who, ": index16 and delta8 address 65536 columns, the matrix has ", cols);
   const auto rp = a.row_ptr();
@@ -441,38 +449,41 @@ struct spmv_plan_int8 {
   /// (steps interleaved as in spmv_plan_f32); escape rows [n x u32 column (little-endian)][n x int8 value].
   aligned_buffer<std::uint8_t> stream;
   aligned_buffer<std::uint8_t> escape;       ///< delta8: 1 when row i is an escape row (a step > 255)
+  sparse_detail::window16_parts win;         ///< window16: passes, their windows, block pointers
 
   [[nodiscard]] index_t nnz() const noexcept { return entries; }
   [[nodiscard]] std::size_t bytes() const noexcept {
     return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes() +
-           stream.size_bytes() + escape.size_bytes();
+           stream.size_bytes() + escape.size_bytes() + win.block_ptr.size_bytes() + win.window.size_bytes() +
+           win.passes.size_bytes();
   }
 };
 
-/// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap, delta8; index16
-/// is fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums are exact.
+/// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap, delta8, window16;
+/// index16 is fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums
+/// are exact. automatic: window16 when its passes average at least 6 entries, else index32.
 inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layout = spmv_layout::automatic) {
   const char* who = "make_spmv_plan(csr_int8)";
   SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, who, ": ", a.cols(),
                  " columns; exact int32 accumulation needs at most 131072");
   SHRINK_REQUIRE(layout != spmv_layout::index16, errc::unsupported, who, ": index16 is an fp32 layout; use ",
-                 "automatic, index32, bitmap or delta8");
+                 "automatic, index32, bitmap, delta8 or window16");
   const index_t rows = a.rows(), cols = a.cols(), nnz = a.nnz();
   const bool narrow = cols <= index_t{65536};
+  const auto rp = a.row_ptr();
+  sparse_detail::check_row_pointers(who, rp, rows, nnz);
+  const auto column = [&](index_t k) { return static_cast<index_t>(a.col_idx()[k]); };
   if (layout == spmv_layout::automatic) {
-    // bitmap from 25 % density; delta8 from 15 % (at 20 % it beat index32 by ~10 % on Zen 4,
-    // where its 2 B per entry against 5 B matter because the plan no longer sits in cache;
-    // at 10 % index32 was ~7 % faster: benchmarks/results/sparse.md); else index32.
-    const double total = static_cast<double>(rows) * static_cast<double>(cols);
-    const double density = total > 0 ? static_cast<double>(nnz) / total : 0.0;
-    layout = density >= 0.25                 ? spmv_layout::bitmap
-             : (density >= 0.15 && narrow) ? spmv_layout::delta8
-                                             : spmv_layout::index32;
+    // window16 when its passes carry at least 6 entries each on average: a pass costs ≈ 1.9
+    // ns on Zen 4 and index32 ≈ 0.32 ns per entry (they cross near 98 % sparsity at 4096²;
+    // at 50-95 % window16 was 1.9-4.3x faster than the best other layout,
+    // benchmarks/results/sparse.md, run 9). Below that, index32.
+    const auto w16 = sparse_detail::window16_best(rp, column, rows, cols);
+    layout = static_cast<double>(nnz) >= 6.0 * static_cast<double>(w16.passes) && nnz > 0 ? spmv_layout::window16
+                                                                                          : spmv_layout::index32;
   }
   SHRINK_REQUIRE(layout != spmv_layout::delta8 || narrow, errc::invalid_argument, who,
                  ": delta8 addresses 65536 columns, the matrix has ", cols);
-  const auto rp = a.row_ptr();
-  sparse_detail::check_row_pointers(who, rp, rows, nnz);
   spmv_plan_int8 p;
   p.rows = rows;
   p.cols = cols;
@@ -480,8 +491,11 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   p.layout = layout;
   p.row_ptr = aligned_buffer<std::uint32_t>(rp);
   p.row_scale = aligned_buffer<float>(a.row_scales());
+  if (layout == spmv_layout::window16) {
+    p.win = sparse_detail::make_window16(who, rp, column, a.values(), rows, cols);
+    return p;
+  }
   if (layout == spmv_layout::delta8) {
-    const auto column = [&](index_t k) { return a.col_idx()[k]; };
     const auto row_begin = [&](index_t i) { return static_cast<index_t>(rp[static_cast<std::size_t>(i)]); };
     p.escape = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(rows));
     std::size_t size = 0;

@@ -278,7 +278,38 @@ SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, ind
   return b;
 }
 
+/// window16: the sums of row block b (rows b·R ..), R = 32 / S, written for rows in [r0, r1).
+inline void window16_block_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t b,
+                                     index_t r0, index_t r1) {
+  const index_t s = p.win.slots, rb = sparse_detail::k_pass_slots / s;
+  std::int32_t sum[sparse_detail::k_pass_slots / 4] = {};
+  for (std::uint32_t q = p.win.block_ptr[static_cast<std::size_t>(b)]; q < p.win.block_ptr[static_cast<std::size_t>(b) + 1];
+       ++q) {
+    const std::uint8_t* pass = p.win.passes.data() + std::size_t{q} * sparse_detail::k_pass_bytes;
+    const std::int8_t* xw = x + p.win.window[q];
+    for (index_t slot = 0; slot < sparse_detail::k_pass_slots; ++slot) {
+      const auto v = static_cast<std::int8_t>(pass[sparse_detail::k_pass_slots + slot]);
+      if (v != 0) sum[slot / s] += std::int32_t{v} * std::int32_t{xw[pass[slot]]};  // unused slots hold 0
+    }
+  }
+  for (index_t r = 0; r < rb; ++r)
+    if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
+}
+
+/// The row blocks of a window16 plan that rows [r0, r1) touch.
+inline void window16_blocks(const spmv_plan_int8& p, index_t r0, index_t r1, index_t& b0, index_t& b1) {
+  const index_t rb = sparse_detail::k_pass_slots / p.win.slots;
+  b0 = r0 / rb;
+  b1 = (r1 + rb - 1) / rb;
+}
+
 inline void rows_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0, index_t r1) {
+  if (p.layout == spmv_layout::window16) {
+    index_t b0, b1;
+    window16_blocks(p, r0, r1, b0, b1);
+    for (index_t b = b0; b < b1; ++b) window16_block_reference(p, x, y, b, r0, r1);
+    return;
+  }
   for (index_t i = r0; i < r1; ++i) {
     if (p.layout == spmv_layout::delta8) {
       index_t n;
@@ -440,8 +471,79 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::i
   }
 }
 
+// window16, one pass (64 slots: one row block, one 16-column window) per step: the
+// window's 16 x bytes broadcast to both lanes, one pshufb per 32 slots fetches their x.
+// |q| <= 127 (no -128 in the plan): vpmaddubsw(|x|, q·sign(x)) is exact (pairs reach
+// 2·128·127 = 32512) and vpmaddwd(·, 1) folds each row's 4 consecutive slots into an int32
+// lane: 5 vector ops per 32 slots. Full range: both sides sign-extended to int16 and
+// vpmaddwd (pairs of slots per lane), 8 ops. A block's passes of the last window, when
+// cols is not a multiple of 16, come last (windows ascend) and read a zero-padded copy, so
+// no x byte past cols is read. Lanes are folded into rows once per block.
+template <bool Full>
+SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE void window16_pass(const std::int8_t* xw, const std::uint8_t* pass,
+                                                           __m256i (&acc)[4]) {
+  const __m256i xv = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xw)));
+  const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i xg = _mm256_shuffle_epi8(xv, _mm256_load_si256(reinterpret_cast<const __m256i*>(pass + 32 * h)));
+    const std::uint8_t* v = pass + sparse_detail::k_pass_slots + 32 * h;
+    if constexpr (Full) {
+      const __m256i v0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(v)));
+      const __m256i v1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(v + 16)));
+      acc[2 * h] = _mm256_add_epi32(acc[2 * h], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(xg)), v0));
+      acc[2 * h + 1] =
+          _mm256_add_epi32(acc[2 * h + 1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(xg, 1)), v1));
+    } else {
+      const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
+      acc[h] = _mm256_add_epi32(acc[h],
+                                _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(xg), _mm256_sign_epi8(q, xg)), ones));
+    }
+  }
+}
+
+template <int S, bool Full>
+SHRINK_TARGET_AVX2 inline void window16_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y,
+                                             index_t r0, index_t r1) {
+  constexpr index_t rb = sparse_detail::k_pass_slots / S;
+  constexpr index_t per_lane = Full ? 2 : 4;  // slots summed in one int32 lane
+  const auto whole = static_cast<std::uint32_t>(p.cols / sparse_detail::k_window * sparse_detail::k_window);
+  alignas(16) std::int8_t tail[sparse_detail::k_window] = {};
+  std::copy(x + whole, x + p.cols, tail);
+  index_t b0, b1;
+  window16_blocks(p, r0, r1, b0, b1);
+  const std::uint8_t* passes = p.win.passes.data();
+  const std::uint32_t* window = p.win.window.data();
+  for (index_t b = b0; b < b1; ++b) {
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    std::uint32_t q = p.win.block_ptr[static_cast<std::size_t>(b)], q1 = p.win.block_ptr[static_cast<std::size_t>(b) + 1];
+    std::uint32_t qt = q1;  // the passes of a partial last window are the block's last
+    while (qt > q && window[qt - 1] >= whole) --qt;
+    for (; q < qt; ++q) window16_pass<Full>(x + window[q], passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
+    for (; q < q1; ++q) window16_pass<Full>(tail, passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
+    alignas(32) std::int32_t lane[32];
+#pragma GCC unroll 4
+    for (int a = 0; a < 4; ++a) _mm256_store_si256(reinterpret_cast<__m256i*>(lane + 8 * a), acc[a]);
+    for (index_t r = 0; r < rb; ++r) {
+      const index_t i = b * rb + r;
+      if (i < r0 || i >= r1) continue;
+      std::int32_t sum = 0;
+      for (index_t l = r * S / per_lane; l < (r + 1) * S / per_lane; ++l) sum += lane[l];
+      y[i] = sum;
+    }
+  }
+}
+
 SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t r0,
                                          index_t r1) {
+  if (p.layout == spmv_layout::window16) {
+    const bool full = p.win.full_range;
+    switch (p.win.slots) {
+      case 4: return full ? window16_avx2<4, true>(p, x, y, r0, r1) : window16_avx2<4, false>(p, x, y, r0, r1);
+      case 8: return full ? window16_avx2<8, true>(p, x, y, r0, r1) : window16_avx2<8, false>(p, x, y, r0, r1);
+      default: return full ? window16_avx2<16, true>(p, x, y, r0, r1) : window16_avx2<16, false>(p, x, y, r0, r1);
+    }
+  }
   if (p.layout == spmv_layout::bitmap) return bitmap_avx2(p, x, y, r0, r1);
   if (p.layout == spmv_layout::delta8) return delta8_avx2(p, x, y, r0, r1);
   index32_avx2(p, x, y, r0, r1);
@@ -486,10 +588,15 @@ inline void spmv(const spmv_plan_int8& w, std::span<const std::int8_t> x, std::s
   const auto fn = select(spmv_int8_impl::k_rows);
   const index_t parts = std::min<index_t>(ctx.resolved_threads(), std::max<index_t>(w.rows, 1));
   if (parts <= 1) return fn(w, x.data(), y.data(), 0, w.rows);
+  // window16 splits whole row blocks, balanced by passes; the other layouts rows, by entries.
+  const bool blocked = w.layout == spmv_layout::window16;
+  const index_t rb = blocked ? sparse_detail::k_pass_slots / w.win.slots : 1;
+  const auto cost = blocked ? w.win.block_ptr.span() : w.row_ptr.span();
+  const index_t units = blocked ? static_cast<index_t>(cost.size()) - 1 : w.rows;
   parallel_for(ctx, 0, parts, 1, [&](index_t b, index_t e) {
     for (index_t part = b; part < e; ++part) {
-      const index_t r0 = sparse_detail::balanced_row(w.row_ptr.span(), w.rows, part, parts);
-      const index_t r1 = sparse_detail::balanced_row(w.row_ptr.span(), w.rows, part + 1, parts);
+      const index_t r0 = std::min(w.rows, rb * sparse_detail::balanced_row(cost, units, part, parts));
+      const index_t r1 = std::min(w.rows, rb * sparse_detail::balanced_row(cost, units, part + 1, parts));
       if (r0 < r1) fn(w, x.data(), y.data(), r0, r1);
     }
   });

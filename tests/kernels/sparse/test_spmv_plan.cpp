@@ -1,4 +1,4 @@
-// test_spmv_plan.cpp: batch-1 SpMV plans (fp32 index16/index32/bitmap/delta8, int8 index32/bitmap/delta8) on every ISA path against dense oracles, delta8 escapes, inf in pruned columns, threads, bad input.
+// test_spmv_plan.cpp: batch-1 SpMV plans (fp32 index16/index32/bitmap/delta8, int8 index32/bitmap/delta8/window16) on every ISA path against dense oracles, delta8 escapes, inf in pruned columns, threads, bad input.
 #include <catch2/catch.hpp>
 #include <bit>
 #include <cmath>
@@ -209,9 +209,9 @@ TEST_CASE("spmv plan: malformed CSR never reaches a plan, bad shapes and layouts
   CHECK(wy[0] == 6.0f);
 }
 
-TEST_CASE("spmv int8 plan: index32, bitmap and delta8 are bit-exact int32 on every path, extremes included") {
+TEST_CASE("spmv int8 plan: index32, bitmap, delta8 and window16 are bit-exact int32 on every path, extremes included") {
   const k::spmv_layout layouts[] = {k::spmv_layout::automatic, k::spmv_layout::index32, k::spmv_layout::bitmap,
-                                    k::spmv_layout::delta8};
+                                    k::spmv_layout::delta8, k::spmv_layout::window16};
   for (index_t cols : {5, 17, 40, 63, 83, 130, 700}) {
     for (double keep : {0.05, 0.4, 0.9}) {
       const index_t rows = 30;
@@ -242,6 +242,98 @@ TEST_CASE("spmv int8 plan: index32, bitmap and delta8 are bit-exact int32 on eve
   }
 }
 
+// window16 without -128 in the values takes the kernels' vpmaddubsw sign trick (|q| <= 127);
+// the test above (a row of -128) takes the int16 path. Rows that are not a multiple of the
+// block, columns that end inside a window, each slot width, 1-3 threads.
+TEST_CASE("spmv int8 plan: window16 is bit-exact for every slot width, with and without -128, on every path") {
+  for (index_t rows : {1, 7, 9, 33}) {
+    for (index_t cols : {5, 16, 17, 40, 130, 515}) {
+      for (double keep : {0.03, 0.2, 0.45, 0.9}) {
+        const auto seed = static_cast<std::uint64_t>(rows * 1000 + cols) + static_cast<std::uint64_t>(keep * 100);
+        auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), seed);
+        for (auto& v : q) v = std::max<std::int8_t>(v, -127);
+        std::mt19937_64 rng(seed);
+        std::bernoulli_distribution on(keep);
+        std::vector<std::uint8_t> m(q.size());
+        for (auto& b : m) b = on(rng) ? 1 : 0;
+        auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols), seed + 1);
+        x[static_cast<std::size_t>(cols - 1)] = -128;
+        const std::vector<float> scales(static_cast<std::size_t>(rows), 0.5f);
+        const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                                    const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+        const auto plan = k::make_spmv_plan(a, k::spmv_layout::window16);
+        REQUIRE(plan.layout == k::spmv_layout::window16);
+        CHECK_FALSE(plan.win.full_range);
+        const auto expected = dense_int8_spmv(q, m, x, rows, cols);
+        testing::for_each_isa([&](k::isa) {
+          INFO("rows " << rows << " cols " << cols << " keep " << keep << " slots " << plan.win.slots);
+          for (int t : {1, 2, 3}) {
+            std::vector<std::int32_t> y(static_cast<std::size_t>(rows), 7);
+            k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), context{t});
+            REQUIRE(y == expected);
+          }
+        });
+      }
+    }
+  }
+}
+
+// Closed form: 16 rows x 32 columns; row 0 holds columns 0-4 (values 1-5), row r (1-15)
+// column r (value -5), and row 15 also column 31 (value 7). Passes: S = 4 (one block of 16
+// rows): ⌈5/4⌉ = 2 in window 0 + 1 in window 1 = 3; S = 8 (two blocks of 8): 1 + (1 + 1) =
+// 3; S = 16 (four blocks of 4): 1 + 1 + 1 + (1 + 1) = 5. The tie keeps S = 4.
+TEST_CASE("spmv int8 plan: window16 picks the slot width with the fewest passes and lays them out as documented") {
+  const index_t rows = 16, cols = 32;
+  std::vector<std::int8_t> q(static_cast<std::size_t>(rows * cols), 0);
+  std::vector<std::uint8_t> m(q.size(), 0);
+  const auto put = [&](index_t i, index_t j, int v) {
+    m[static_cast<std::size_t>(i * cols + j)] = 1;
+    q[static_cast<std::size_t>(i * cols + j)] = static_cast<std::int8_t>(v);
+  };
+  for (index_t j = 0; j < 5; ++j) put(0, j, static_cast<int>(j) + 1);
+  for (index_t r = 1; r < rows; ++r) put(r, r, -5);
+  put(15, 31, 7);
+  const std::vector<float> scales(static_cast<std::size_t>(rows), 1.0f);
+  const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                              const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+  const auto plan = k::make_spmv_plan(a, k::spmv_layout::window16);
+  REQUIRE(plan.win.slots == 4);
+  REQUIRE(plan.win.block_ptr.size() == 2);
+  CHECK(plan.win.block_ptr[1] == 3);
+  REQUIRE(plan.win.window.size() == 3);
+  CHECK(plan.win.window[0] == 0);  // each pass records its window's first column
+  CHECK(plan.win.window[1] == 0);
+  CHECK(plan.win.window[2] == 16);
+  const std::uint8_t* p0 = plan.win.passes.data();  // 64 local columns, then 64 values
+  for (index_t j = 0; j < 4; ++j) {
+    CHECK(p0[j] == j);
+    CHECK(static_cast<std::int8_t>(p0[64 + j]) == j + 1);
+  }
+  for (index_t r = 1; r < rows; ++r) {
+    CHECK(p0[4 * r] == r);
+    CHECK(static_cast<std::int8_t>(p0[64 + 4 * r]) == -5);
+  }
+  const std::uint8_t* p1 = p0 + 128;  // row 0's fifth entry, every other slot unused (0, 0)
+  CHECK(p1[0] == 4);
+  CHECK(static_cast<std::int8_t>(p1[64]) == 5);
+  for (index_t slot = 1; slot < 64; ++slot) CHECK(p1[64 + slot] == 0);
+  const std::uint8_t* p2 = p0 + 256;  // row 15 owns slots 60-63
+  CHECK(p2[60] == 15);
+  CHECK(static_cast<std::int8_t>(p2[64 + 60]) == 7);
+  CHECK(plan.bytes() >= 3 * 128);
+  std::vector<std::int8_t> x(static_cast<std::size_t>(cols));
+  for (index_t j = 0; j < cols; ++j) x[static_cast<std::size_t>(j)] = static_cast<std::int8_t>(3 * j - 50);
+  std::vector<std::int32_t> expected(static_cast<std::size_t>(rows));
+  for (int j = 0; j < 5; ++j) expected[0] += (j + 1) * (3 * j - 50);
+  for (int r = 1; r < 16; ++r) expected[static_cast<std::size_t>(r)] = -5 * (3 * r - 50);
+  expected[15] += 7 * (3 * 31 - 50);
+  testing::for_each_isa([&](k::isa) {
+    std::vector<std::int32_t> y(static_cast<std::size_t>(rows));
+    k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y));
+    CHECK(y == expected);
+  });
+}
+
 TEST_CASE("spmv int8 plan: index16, too many columns and bad shapes are errors") {
   std::vector<float> w{1, 0, 2, 0, 3, 0};
   const std::vector<std::uint8_t> m{1, 0, 1, 0, 1, 0};
@@ -249,7 +341,7 @@ TEST_CASE("spmv int8 plan: index16, too many columns and bad shapes are errors")
                                           const_view<std::uint8_t, 2>(m.data(), shape<2>{2, 3}));
   CHECK_THROWS_AS(k::make_spmv_plan(a, k::spmv_layout::index16), shrink::error);
   const auto plan = k::make_spmv_plan(a);
-  CHECK(plan.layout == k::spmv_layout::bitmap);  // 3 of 6 kept
+  CHECK(plan.layout == k::spmv_layout::index32);  // one window16 pass would carry 3 entries
   std::vector<std::int8_t> x(3), big(4);
   std::vector<std::int32_t> y(2), ybig(3);
   CHECK_THROWS_AS(k::spmv(plan, std::span<const std::int8_t>(big), std::span<std::int32_t>(y)), shrink::error);
@@ -353,20 +445,41 @@ TEST_CASE("spmv plans: delta8 rejects matrices wider than 65536 columns") {
                                             std::vector<std::int8_t>{1}, std::vector<float>{1.0f});
   CHECK_THROWS_AS(k::make_spmv_plan(wide8, k::spmv_layout::delta8), shrink::error);
   CHECK(k::make_spmv_plan(wide8, k::spmv_layout::index32).layout == k::spmv_layout::index32);
+  // window16 has no column limit of its own (u16 window numbers cover the int8 limit of 131072)
+  const auto w16 = k::make_spmv_plan(wide8, k::spmv_layout::window16);
+  std::vector<std::int8_t> x(70000, 0);
+  x[5] = -7;
+  std::vector<std::int32_t> y(1);
+  k::spmv(w16, std::span<const std::int8_t>(x), std::span<std::int32_t>(y));
+  CHECK(y[0] == -7);
+  // window16 is int8-only: an fp32 plan refuses it
+  CHECK_THROWS_AS(k::make_spmv_plan(wide, k::spmv_layout::window16), shrink::error);
 }
 
-TEST_CASE("spmv int8 plan: automatic picks bitmap from 25 % density, delta8 from 15 %, index32 below") {
-  const index_t rows = 64, cols = 256;
-  const auto w = testing::normal_floats(static_cast<std::size_t>(rows * cols), 95);
-  for (double keep : {0.05, 0.2, 0.5}) {
-    const auto m = test_mask(rows, cols, keep, 96);
-    const auto a = sp::csr_int8::from_dense(const_view<float, 2>(w.data(), shape<2>{rows, cols}),
-                                            const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
-    const double density = static_cast<double>(a.nnz()) / (rows * cols);
-    const auto expected = density >= 0.25 ? k::spmv_layout::bitmap
-                          : density >= 0.15 ? k::spmv_layout::delta8
-                                            : k::spmv_layout::index32;
-    INFO("density " << density);
-    CHECK(k::make_spmv_plan(a).layout == expected);
-  }
+// automatic: window16 when its passes average >= 6 entries, else index32. Closed forms:
+// dense 16 x 256 (64 passes of 64 entries for every S: 4 blocks of 4 rows x 16 windows
+// at S = 16, 16 windows x 4 passes at S = 4; the tie keeps S = 4), a diagonal (row i at column i: one window per block of 16 rows, 16 entries
+// per pass) and a "staircase" (row i at column 16 i: 16 passes of 1 entry each).
+TEST_CASE("spmv int8 plan: automatic picks window16 when passes carry >= 6 entries, index32 otherwise") {
+  const index_t rows = 16, cols = 256;
+  const auto build = [&](auto keep) {
+    std::vector<std::int8_t> q(static_cast<std::size_t>(rows * cols), 3);
+    std::vector<std::uint8_t> m(q.size(), 0);
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(i * cols + j)] = keep(i, j) ? 1 : 0;
+    const std::vector<float> scales(static_cast<std::size_t>(rows), 1.0f);
+    return sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                        const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+  };
+  const auto dense = k::make_spmv_plan(build([](index_t, index_t) { return true; }));
+  CHECK(dense.layout == k::spmv_layout::window16);
+  CHECK(dense.win.slots == 4);
+  CHECK(dense.win.window.size() == 64);
+  const auto diagonal = k::make_spmv_plan(build([](index_t i, index_t j) { return i == j; }));
+  CHECK(diagonal.layout == k::spmv_layout::window16);
+  CHECK(diagonal.win.window.size() == 1);
+  const auto stairs = k::make_spmv_plan(build([](index_t i, index_t j) { return j == 16 * i; }));
+  CHECK(stairs.layout == k::spmv_layout::index32);
+  CHECK(k::make_spmv_plan(build([](index_t i, index_t j) { return j == 16 * i; }), k::spmv_layout::window16)
+            .win.window.size() == 16);
 }
