@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "../core/aligned_buffer.hpp"
@@ -43,11 +44,15 @@ struct window16_parts {
 template <class Col>
 std::uint64_t window16_pass_count(std::span<const std::uint32_t> rp, const Col& col, index_t rows, index_t cols,
                                   index_t slots) {
+  // need[w]: passes of window w in the current block; only the windows a block touches are
+  // visited and reset, so the cost is O(nnz + rows), not O(blocks · windows).
   const index_t rb = k_pass_slots / slots, windows = (cols + k_window - 1) / k_window;
   std::vector<std::uint32_t> need(static_cast<std::size_t>(windows));
+  std::vector<index_t> touched;
   std::uint64_t total = 0;
   for (index_t b0 = 0; b0 < rows; b0 += rb) {
-    std::fill(need.begin(), need.end(), 0u);
+    for (const index_t w : touched) total += std::exchange(need[static_cast<std::size_t>(w)], 0u);
+    touched.clear();
     for (index_t i = b0; i < std::min(rows, b0 + rb); ++i) {
       index_t k = rp[static_cast<std::size_t>(i)];
       const index_t k1 = rp[static_cast<std::size_t>(i) + 1];
@@ -56,12 +61,13 @@ std::uint64_t window16_pass_count(std::span<const std::uint32_t> rp, const Col& 
         index_t e = k;
         while (e < k1 && col(e) / k_window == w) ++e;
         auto& n = need[static_cast<std::size_t>(w)];
+        if (n == 0) touched.push_back(w);
         n = std::max<std::uint32_t>(n, static_cast<std::uint32_t>((e - k + slots - 1) / slots));
         k = e;
       }
     }
-    for (const auto n : need) total += n;
   }
+  for (const index_t w : touched) total += need[static_cast<std::size_t>(w)];
   return total;
 }
 
@@ -96,33 +102,35 @@ window16_parts make_window16(const char* who, std::span<const std::uint32_t> rp,
   out.passes = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(best * k_pass_bytes), uninitialized);
   prefer_huge_pages(out.passes.data(), out.passes.size_bytes());
   out.full_range = std::find(values.begin(), values.end(), std::int8_t{-128}) != values.end();
-  std::vector<index_t> at(static_cast<std::size_t>(rb));  // each row's next entry
+  std::vector<index_t> at(static_cast<std::size_t>(rb)), end(static_cast<std::size_t>(rb));  // each row's next entry
   std::size_t pass = 0;
   for (index_t b = 0; b < blocks; ++b) {
     const index_t b0 = b * rb, nr = std::min(rows - b0, rb);
     out.block_ptr[static_cast<std::size_t>(b)] = static_cast<std::uint32_t>(pass);
-    for (index_t r = 0; r < nr; ++r) at[static_cast<std::size_t>(r)] = rp[static_cast<std::size_t>(b0 + r)];
-    for (index_t w = 0; w < windows; ++w) {
-      while (true) {  // one pass per iteration while some row still has entries in window w
-        bool any = false;
-        for (index_t r = 0; r < nr && !any; ++r) {
-          const index_t k = at[static_cast<std::size_t>(r)];
-          any = k < static_cast<index_t>(rp[static_cast<std::size_t>(b0 + r) + 1]) && col(k) / k_window == w;
+    for (index_t r = 0; r < nr; ++r) {
+      at[static_cast<std::size_t>(r)] = rp[static_cast<std::size_t>(b0 + r)];
+      end[static_cast<std::size_t>(r)] = rp[static_cast<std::size_t>(b0 + r) + 1];
+    }
+    while (true) {  // one pass per iteration, for the lowest window any row still has entries in
+      index_t w = windows;
+      for (index_t r = 0; r < nr; ++r)
+        if (at[static_cast<std::size_t>(r)] < end[static_cast<std::size_t>(r)])
+          w = std::min(w, col(at[static_cast<std::size_t>(r)]) / k_window);
+      if (w == windows) break;
+      // Counted and laid out by the same rule; only unsorted columns could make them differ.
+      SHRINK_REQUIRE(pass < best, errc::format, who, ": columns are not sorted within a row");
+      std::uint8_t* p = out.passes.data() + pass * k_pass_bytes;
+      std::fill(p, p + k_pass_bytes, std::uint8_t{0});
+      out.window[pass] = static_cast<std::uint32_t>(w * k_window);
+      for (index_t r = 0; r < nr; ++r) {
+        index_t& k = at[static_cast<std::size_t>(r)];
+        for (index_t slot = r * s; slot < (r + 1) * s && k < end[static_cast<std::size_t>(r)] && col(k) / k_window == w;
+             ++slot, ++k) {
+          p[slot] = static_cast<std::uint8_t>(col(k) % k_window);
+          p[k_pass_slots + slot] = static_cast<std::uint8_t>(values[static_cast<std::size_t>(k)]);
         }
-        if (!any) break;
-        std::uint8_t* p = out.passes.data() + pass * k_pass_bytes;
-        std::fill(p, p + k_pass_bytes, std::uint8_t{0});
-        out.window[pass] = static_cast<std::uint32_t>(w * k_window);
-        for (index_t r = 0; r < nr; ++r) {
-          index_t& k = at[static_cast<std::size_t>(r)];
-          const index_t k1 = rp[static_cast<std::size_t>(b0 + r) + 1];
-          for (index_t slot = r * s; slot < (r + 1) * s && k < k1 && col(k) / k_window == w; ++slot, ++k) {
-            p[slot] = static_cast<std::uint8_t>(col(k) % k_window);
-            p[k_pass_slots + slot] = static_cast<std::uint8_t>(values[static_cast<std::size_t>(k)]);
-          }
-        }
-        ++pass;
       }
+      ++pass;
     }
   }
   out.block_ptr[static_cast<std::size_t>(blocks)] = static_cast<std::uint32_t>(pass);
