@@ -455,13 +455,13 @@ struct spmv_plan_int8 {
   [[nodiscard]] std::size_t bytes() const noexcept {
     return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes() +
            stream.size_bytes() + escape.size_bytes() + win.block_ptr.size_bytes() + win.window.size_bytes() +
-           win.passes.size_bytes();
+           win.passes.size_bytes() + win.res_ptr.size_bytes() + win.res_col.size_bytes() + win.res_val.size_bytes();
   }
 };
 
 /// Lowers CSR int8 to a batch-1 plan (layouts: automatic, index32, bitmap, delta8, window16;
 /// index16 is fp32-only and rejected). K is limited as in make_plan(csr_int8) so int32 sums
-/// are exact. automatic: window16 when its passes average at least 6 entries, else index32.
+/// are exact. automatic: window16 when its modelled time beats index32's, else index32.
 inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layout = spmv_layout::automatic) {
   const char* who = "make_spmv_plan(csr_int8)";
   SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, who, ": ", a.cols(),
@@ -474,13 +474,12 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   sparse_detail::check_row_pointers(who, rp, rows, nnz);
   const auto column = [&](index_t k) { return static_cast<index_t>(a.col_idx()[k]); };
   if (layout == spmv_layout::automatic) {
-    // window16 when its passes carry at least 6 entries each on average: a pass costs ≈ 1.9
-    // ns on Zen 4 and index32 ≈ 0.32 ns per entry (they cross near 98 % sparsity at 4096²;
-    // at 50-95 % window16 was 1.9-4.3x faster than the best other layout,
-    // benchmarks/results/sparse.md, run 9). Below that, index32.
+    // window16 when its modelled time (1.9 ns per pass, 2.4 with S = 2, 0.35 per residual
+    // entry) is below index32's ≈ 0.32 ns per entry: they cross near 98 % sparsity at 4096²,
+    // and at 50-95 % window16 was 1.7-4.3x faster than the best other layout
+    // (benchmarks/results/sparse.md, runs 9 and 10). Otherwise index32.
     const auto w16 = sparse_detail::window16_best(rp, column, rows, cols);
-    layout = static_cast<double>(nnz) >= 6.0 * static_cast<double>(w16.passes) && nnz > 0 ? spmv_layout::window16
-                                                                                          : spmv_layout::index32;
+    layout = nnz > 0 && w16.cost_ns() < 0.32 * static_cast<double>(nnz) ? spmv_layout::window16 : spmv_layout::index32;
   }
   SHRINK_REQUIRE(layout != spmv_layout::delta8 || narrow, errc::invalid_argument, who,
                  ": delta8 addresses 65536 columns, the matrix has ", cols);

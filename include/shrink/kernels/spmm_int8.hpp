@@ -278,11 +278,20 @@ SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, ind
   return b;
 }
 
-/// window16: the sums of row block b (rows b·R ..), R = 32 / S, written for rows in [r0, r1).
+/// window16: adds block b's residual entries (those past their row's slots in a spilled
+/// window) into sum[row in block]. One flat list per block: no loop per row.
+SHRINK_ALWAYS_INLINE void window16_residual(const spmv_plan_int8& p, const std::int8_t* x, index_t b,
+                                            std::int32_t* sum) {
+  const std::uint32_t k1 = p.win.res_ptr[static_cast<std::size_t>(b) + 1];
+  for (std::uint32_t k = p.win.res_ptr[static_cast<std::size_t>(b)]; k < k1; ++k)
+    sum[p.win.res_row[k]] += std::int32_t{p.win.res_val[k]} * std::int32_t{x[p.win.res_col[k]]};
+}
+
+/// window16: the sums of row block b (rows b·R ..), R = 64 / S, written for rows in [r0, r1).
 inline void window16_block_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t b,
                                      index_t r0, index_t r1) {
   const index_t s = p.win.slots, rb = sparse_detail::k_pass_slots / s;
-  std::int32_t sum[sparse_detail::k_pass_slots / 4] = {};
+  std::int32_t sum[sparse_detail::k_pass_slots / 2] = {};
   for (std::uint32_t q = p.win.block_ptr[static_cast<std::size_t>(b)]; q < p.win.block_ptr[static_cast<std::size_t>(b) + 1];
        ++q) {
     const std::uint8_t* pass = p.win.passes.data() + std::size_t{q} * sparse_detail::k_pass_bytes;
@@ -292,6 +301,7 @@ inline void window16_block_reference(const spmv_plan_int8& p, const std::int8_t*
       if (v != 0) sum[slot / s] += std::int32_t{v} * std::int32_t{xw[pass[slot]]};  // unused slots hold 0
     }
   }
+  window16_residual(p, x, b, sum);
   for (index_t r = 0; r < rb; ++r)
     if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
 }
@@ -475,15 +485,16 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::i
 // window's 16 x bytes broadcast to both lanes, one pshufb per 32 slots fetches their x.
 // |q| <= 127 (no -128 in the plan): vpmaddubsw(|x|, q·sign(x)) is exact (pairs reach
 // 2·128·127 = 32512) and vpmaddwd(·, 1) folds each row's 4 consecutive slots into an int32
-// lane: 5 vector ops per 32 slots. Full range: both sides sign-extended to int16 and
-// vpmaddwd (pairs of slots per lane), 8 ops. A block's passes of the last window, when
-// cols is not a multiple of 16, come last (windows ascend) and read a zero-padded copy, so
-// no x byte past cols is read. Lanes are folded into rows once per block.
-template <bool Full>
+// lane: 5 vector ops per 32 slots. With S = 2 a vpmaddubsw pair is a whole row and
+// vpmaddwd(·, 1) would add two rows, so vpmaddwd(·, (1, 0)) and (·, (0, 1)) keep even and
+// odd rows apart (6 ops). Full range: both sides sign-extended to int16 and vpmaddwd (a
+// lane holds 2 slots), 8 ops. A block's passes of a partial last window (cols not a
+// multiple of 16) come last (windows ascend) and read a zero-padded copy, so no x byte
+// past cols is read. Lanes are folded into rows once per block, plus the residual.
+template <bool Full, bool Pairs>
 SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE void window16_pass(const std::int8_t* xw, const std::uint8_t* pass,
                                                            __m256i (&acc)[4]) {
   const __m256i xv = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(xw)));
-  const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 2
   for (int h = 0; h < 2; ++h) {
     const __m256i xg = _mm256_shuffle_epi8(xv, _mm256_load_si256(reinterpret_cast<const __m256i*>(pass + 32 * h)));
@@ -496,8 +507,13 @@ SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE void window16_pass(const std::int8_t* xw
           _mm256_add_epi32(acc[2 * h + 1], _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(xg, 1)), v1));
     } else {
       const __m256i q = _mm256_load_si256(reinterpret_cast<const __m256i*>(v));
-      acc[h] = _mm256_add_epi32(acc[h],
-                                _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(xg), _mm256_sign_epi8(q, xg)), ones));
+      const __m256i pairs = _mm256_maddubs_epi16(_mm256_abs_epi8(xg), _mm256_sign_epi8(q, xg));
+      if constexpr (Pairs) {
+        acc[2 * h] = _mm256_add_epi32(acc[2 * h], _mm256_madd_epi16(pairs, _mm256_set1_epi32(1)));
+        acc[2 * h + 1] = _mm256_add_epi32(acc[2 * h + 1], _mm256_srai_epi32(pairs, 16));
+      } else {
+        acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+      }
     }
   }
 }
@@ -506,7 +522,8 @@ template <int S, bool Full>
 SHRINK_TARGET_AVX2 inline void window16_avx2(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y,
                                              index_t r0, index_t r1) {
   constexpr index_t rb = sparse_detail::k_pass_slots / S;
-  constexpr index_t per_lane = Full ? 2 : 4;  // slots summed in one int32 lane
+  constexpr bool pairs = S == 2 && !Full;     // acc = even rows, odd rows of each 32-slot half
+  constexpr index_t per_lane = Full ? 2 : 4;  // otherwise: slots summed in one int32 lane
   const auto whole = static_cast<std::uint32_t>(p.cols / sparse_detail::k_window * sparse_detail::k_window);
   alignas(16) std::int8_t tail[sparse_detail::k_window] = {};
   std::copy(x + whole, x + p.cols, tail);
@@ -519,18 +536,23 @@ SHRINK_TARGET_AVX2 inline void window16_avx2(const spmv_plan_int8& p, const std:
     std::uint32_t q = p.win.block_ptr[static_cast<std::size_t>(b)], q1 = p.win.block_ptr[static_cast<std::size_t>(b) + 1];
     std::uint32_t qt = q1;  // the passes of a partial last window are the block's last
     while (qt > q && window[qt - 1] >= whole) --qt;
-    for (; q < qt; ++q) window16_pass<Full>(x + window[q], passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
-    for (; q < q1; ++q) window16_pass<Full>(tail, passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
+    for (; q < qt; ++q)
+      window16_pass<Full, pairs>(x + window[q], passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
+    for (; q < q1; ++q) window16_pass<Full, pairs>(tail, passes + std::size_t{q} * sparse_detail::k_pass_bytes, acc);
     alignas(32) std::int32_t lane[32];
 #pragma GCC unroll 4
     for (int a = 0; a < 4; ++a) _mm256_store_si256(reinterpret_cast<__m256i*>(lane + 8 * a), acc[a]);
+    std::int32_t sum[rb] = {};
     for (index_t r = 0; r < rb; ++r) {
-      const index_t i = b * rb + r;
-      if (i < r0 || i >= r1) continue;
-      std::int32_t sum = 0;
-      for (index_t l = r * S / per_lane; l < (r + 1) * S / per_lane; ++l) sum += lane[l];
-      y[i] = sum;
+      if constexpr (pairs) {  // row 16h + 2l + odd sits in lane l of acc[2h + odd]
+        sum[r] = lane[8 * (2 * (r / 16) + r % 2) + (r % 16) / 2];
+      } else {
+        for (index_t l = r * S / per_lane; l < (r + 1) * S / per_lane; ++l) sum[r] += lane[l];
+      }
     }
+    window16_residual(p, x, b, sum);
+    for (index_t r = 0; r < rb; ++r)
+      if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
   }
 }
 
@@ -539,6 +561,7 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const spmv_plan_int8& p, const std::int
   if (p.layout == spmv_layout::window16) {
     const bool full = p.win.full_range;
     switch (p.win.slots) {
+      case 2: return full ? window16_avx2<2, true>(p, x, y, r0, r1) : window16_avx2<2, false>(p, x, y, r0, r1);
       case 4: return full ? window16_avx2<4, true>(p, x, y, r0, r1) : window16_avx2<4, false>(p, x, y, r0, r1);
       case 8: return full ? window16_avx2<8, true>(p, x, y, r0, r1) : window16_avx2<8, false>(p, x, y, r0, r1);
       default: return full ? window16_avx2<16, true>(p, x, y, r0, r1) : window16_avx2<16, false>(p, x, y, r0, r1);

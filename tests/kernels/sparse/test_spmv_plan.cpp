@@ -279,10 +279,13 @@ TEST_CASE("spmv int8 plan: window16 is bit-exact for every slot width, with and 
 }
 
 // Closed form: 16 rows x 32 columns; row 0 holds columns 0-4 (values 1-5), row r (1-15)
-// column r (value -5), and row 15 also column 31 (value 7). Passes: S = 4 (one block of 16
-// rows): ⌈5/4⌉ = 2 in window 0 + 1 in window 1 = 3; S = 8 (two blocks of 8): 1 + (1 + 1) =
-// 3; S = 16 (four blocks of 4): 1 + 1 + 1 + (1 + 1) = 5. The tie keeps S = 4.
-TEST_CASE("spmv int8 plan: window16 picks the slot width with the fewest passes and lays them out as documented") {
+// column r (value -5), and row 15 also column 31 (value 7). Modelled time (1.9 ns a pass,
+// 2.4 with S = 2, 0.9 a residual entry; a window spills when its excess is at most 2
+// entries per saved pass): S = 4 (one block of 16 rows) would need ⌈5/4⌉ = 2 passes in
+// window 0, but its one excess entry spills: 1 pass + 1 residual, + 1 pass for window 1 =
+// 4.7 ns. S = 2 (one block): window 0 needs 3 passes (excess 3 > 2·2 is false: it spills
+// 3) = 2 passes + 3 residual = 7.5; S = 8 (two blocks): 3 passes = 5.7; S = 16: 5 = 9.5.
+TEST_CASE("spmv int8 plan: window16 picks the cheapest slot width, spills overflow and lays out passes as documented") {
   const index_t rows = 16, cols = 32;
   std::vector<std::int8_t> q(static_cast<std::size_t>(rows * cols), 0);
   std::vector<std::uint8_t> m(q.size(), 0);
@@ -299,11 +302,10 @@ TEST_CASE("spmv int8 plan: window16 picks the slot width with the fewest passes 
   const auto plan = k::make_spmv_plan(a, k::spmv_layout::window16);
   REQUIRE(plan.win.slots == 4);
   REQUIRE(plan.win.block_ptr.size() == 2);
-  CHECK(plan.win.block_ptr[1] == 3);
-  REQUIRE(plan.win.window.size() == 3);
+  CHECK(plan.win.block_ptr[1] == 2);
+  REQUIRE(plan.win.window.size() == 2);
   CHECK(plan.win.window[0] == 0);  // each pass records its window's first column
-  CHECK(plan.win.window[1] == 0);
-  CHECK(plan.win.window[2] == 16);
+  CHECK(plan.win.window[1] == 16);
   const std::uint8_t* p0 = plan.win.passes.data();  // 64 local columns, then 64 values
   for (index_t j = 0; j < 4; ++j) {
     CHECK(p0[j] == j);
@@ -312,15 +314,21 @@ TEST_CASE("spmv int8 plan: window16 picks the slot width with the fewest passes 
   for (index_t r = 1; r < rows; ++r) {
     CHECK(p0[4 * r] == r);
     CHECK(static_cast<std::int8_t>(p0[64 + 4 * r]) == -5);
+    CHECK(p0[64 + 4 * r + 1] == 0);  // unused slots: value 0
   }
-  const std::uint8_t* p1 = p0 + 128;  // row 0's fifth entry, every other slot unused (0, 0)
-  CHECK(p1[0] == 4);
-  CHECK(static_cast<std::int8_t>(p1[64]) == 5);
-  for (index_t slot = 1; slot < 64; ++slot) CHECK(p1[64 + slot] == 0);
-  const std::uint8_t* p2 = p0 + 256;  // row 15 owns slots 60-63
-  CHECK(p2[60] == 15);
-  CHECK(static_cast<std::int8_t>(p2[64 + 60]) == 7);
-  CHECK(plan.bytes() >= 3 * 128);
+  const std::uint8_t* p1 = p0 + 128;  // row 15 owns slots 60-63
+  CHECK(p1[60] == 15);
+  CHECK(static_cast<std::int8_t>(p1[64 + 60]) == 7);
+  for (index_t slot = 0; slot < 60; ++slot) CHECK(p1[64 + slot] == 0);
+  // row 0's fifth entry is the one residual entry
+  REQUIRE(plan.win.res_col.size() == 1);
+  REQUIRE(plan.win.res_ptr.size() == 2);  // one list per row block
+  CHECK(plan.win.res_ptr[0] == 0);
+  CHECK(plan.win.res_ptr[1] == 1);
+  CHECK(plan.win.res_row[0] == 0);
+  CHECK(plan.win.res_col[0] == 4);
+  CHECK(plan.win.res_val[0] == 5);
+  CHECK(plan.bytes() >= 2 * 128);
   std::vector<std::int8_t> x(static_cast<std::size_t>(cols));
   for (index_t j = 0; j < cols; ++j) x[static_cast<std::size_t>(j)] = static_cast<std::int8_t>(3 * j - 50);
   std::vector<std::int32_t> expected(static_cast<std::size_t>(rows));
@@ -332,6 +340,49 @@ TEST_CASE("spmv int8 plan: window16 picks the slot width with the fewest passes 
     k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y));
     CHECK(y == expected);
   });
+}
+
+// Closed form for S = 2: 32 rows, each with one entry in each of windows 0-9 (column
+// 16w + r % 16), and row 0 four more in window 0 (5 there). S = 2 (one block of 32):
+// 10 passes, window 0 spills row 0's 3 entries past its 2 slots (3 ≤ 2 per saved pass ·
+// 2 saved): 10·2.4 + 3·0.9 = 26.7 ns; S = 4 (two blocks of 16): 20 passes + 1 residual =
+// 38.9. Values -127..127 take the even/odd fold; with a -128 the int16 path folds pairs of
+// slots instead.
+TEST_CASE("spmv int8 plan: window16 with two slots per row keeps even and odd rows apart on every path") {
+  const index_t rows = 32, cols = 160;
+  for (const bool with_min : {false, true}) {
+    std::vector<std::int8_t> q(static_cast<std::size_t>(rows * cols), 0);
+    std::vector<std::uint8_t> m(q.size(), 0);
+    std::mt19937_64 rng(7);
+    const auto put = [&](index_t i, index_t j) {
+      m[static_cast<std::size_t>(i * cols + j)] = 1;
+      q[static_cast<std::size_t>(i * cols + j)] = static_cast<std::int8_t>(static_cast<int>(rng() % 255) - 127);
+    };
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t w = 0; w < 10; ++w) put(r, 16 * w + r % 16);
+    for (index_t j = 1; j < 5; ++j) put(0, j);
+    if (with_min) q[static_cast<std::size_t>(5 * cols + 16 + 5)] = -128;  // row 5, window 1
+    const std::vector<float> scales(static_cast<std::size_t>(rows), 1.0f);
+    const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                                const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+    const auto plan = k::make_spmv_plan(a);
+    REQUIRE(plan.layout == k::spmv_layout::window16);
+    REQUIRE(plan.win.slots == 2);
+    CHECK(plan.win.full_range == with_min);
+    CHECK(plan.win.window.size() == 10);
+    CHECK(plan.win.res_col.size() == 3);
+    auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols), 8);
+    x[5] = -128;
+    const auto expected = dense_int8_spmv(q, m, x, rows, cols);
+    testing::for_each_isa([&](k::isa) {
+      INFO("with -128: " << with_min);
+      for (int t : {1, 2}) {
+        std::vector<std::int32_t> y(static_cast<std::size_t>(rows), 7);
+        k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(y), context{t});
+        REQUIRE(y == expected);
+      }
+    });
+  }
 }
 
 TEST_CASE("spmv int8 plan: index16, too many columns and bad shapes are errors") {
