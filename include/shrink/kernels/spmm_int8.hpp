@@ -127,7 +127,12 @@ SHRINK_TARGET_AVX2 inline void spmv_rows_avx2(const sparse_plan_int8& p, const s
 // SpMM: two entries at a time. Their X rows (16 columns, sign-extended to int16) are
 // interleaved so vpmaddwd forms w1·x1[b] + w2·x2[b] per 32-bit lane, exactly. Unpacking
 // works inside 128-bit lanes, so `lo` holds columns 0-3 | 8-11 and `hi` 4-7 | 12-15; one
-// vperm2i128 pair restores the order at the store.
+// vperm2i128 pair restores the order at the store. A tile is H·16 columns; 64 columns
+// (H = 4, 8 accumulators) per pass over the row's entries, so the per-pair work (two
+// column loads, the weight pair, the prefetches) is paid once per 64 columns: 4096² s90
+// × 64 went 4.84 → 3.33 ms against H = 2 (benchmarks/results/sparse.md, run 10). Putting
+// columns 32-63 on a vpmaddubsw route instead (byte-interleaved X, |x| and sign, even/odd
+// widening), so the two halves use different pipes, was slower: 3.8 ms.
 SHRINK_ALWAYS_INLINE std::int32_t pair_weights(std::int8_t w1, std::int8_t w2) noexcept {
   return static_cast<std::int32_t>(static_cast<std::uint32_t>(static_cast<std::uint16_t>(std::int16_t{w1})) |
                                    (static_cast<std::uint32_t>(static_cast<std::uint16_t>(std::int16_t{w2})) << 16));
@@ -169,6 +174,7 @@ SHRINK_TARGET_AVX2 inline void rows_avx2(const sparse_plan_int8& p, const std::i
   sparse_detail::for_each_row(p, r0, r1, [&](const std::uint32_t* col, const std::int8_t* val, index_t n, index_t i) {
     std::int32_t* yr = y + i * ldy;
     index_t b = 0;
+    for (; b + 64 <= batch; b += 64) tile_avx2<4>(col, val, n, x + b, ldx, yr + b);
     for (; b + 32 <= batch; b += 32) tile_avx2<2>(col, val, n, x + b, ldx, yr + b);
     for (; b + 16 <= batch; b += 16) tile_avx2<1>(col, val, n, x + b, ldx, yr + b);
     scalar_columns(col, val, n, x, ldx, yr, b, batch);
