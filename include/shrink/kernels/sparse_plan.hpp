@@ -433,8 +433,10 @@ inline spmv_plan_f32 make_spmv_plan(const sparse::csr_f32& a, spmv_layout layout
 /// A CSR int8 matrix re-laid out for y = W·x alone (batch 1, int8 x, exact int32 y):
 /// `bitmap` (one bit per column + packed int8 values: 1 B per kept weight + cols/8 B per
 /// row, read 16 columns per step with one pshufb), `index32` (u32 columns + int8
-/// values, x bytes inserted into lanes) or `delta8` (2 B per entry: u8 column steps and
-/// int8 values in one byte stream; escape rows as [n x u32 column][n x int8 value]).
+/// values, x bytes inserted into lanes), `delta8` (2 B per entry: u8 column steps and
+/// int8 values in one byte stream; escape rows as [n x u32 column][n x int8 value]) or
+/// `window16` (`win`: 16-column windows whose x bytes one pshufb looks up, in 128-byte
+/// passes per row block, plus a residual list; window16_layout.hpp).
 /// automatic: see make_spmv_plan(csr_int8).
 struct spmv_plan_int8 {
   index_t rows = 0, cols = 0, entries = 0;
