@@ -287,8 +287,9 @@ enum class spmv_layout : std::uint8_t {
   /// int8: 2 B). A row with a step > 255 is an escape row, kept exactly in the index16
   /// (fp32) / u32-column (int8) form. cols <= 65,536.
   delta8,
-  /// int8 only: columns in windows of 16, rows in blocks of 32 / S; a 64-byte pass holds S
-  /// (local column, value) slots per row of the block for one window, x fetched by pshufb
+  /// int8 only: columns in windows of 16, rows in blocks of 64 / S; a 128-byte pass holds S
+  /// (local column, value) slots per row of the block for one window, x fetched by pshufb;
+  /// entries past a row's slots may go to a per-block residual list
   /// (sparse_detail::make_window16, docs/sparse.md).
   window16,
 };
@@ -451,13 +452,12 @@ struct spmv_plan_int8 {
   /// (steps interleaved as in spmv_plan_f32); escape rows [n x u32 column (little-endian)][n x int8 value].
   aligned_buffer<std::uint8_t> stream;
   aligned_buffer<std::uint8_t> escape;       ///< delta8: 1 when row i is an escape row (a step > 255)
-  sparse_detail::window16_parts win;         ///< window16: passes, their windows, block pointers
+  sparse_detail::window16_parts win;         ///< window16: passes, their windows, block pointers, residual
 
   [[nodiscard]] index_t nnz() const noexcept { return entries; }
   [[nodiscard]] std::size_t bytes() const noexcept {
     return row_ptr.size_bytes() + col.size_bytes() + values.size_bytes() + bits.size_bytes() + row_scale.size_bytes() +
-           stream.size_bytes() + escape.size_bytes() + win.block_ptr.size_bytes() + win.window.size_bytes() +
-           win.passes.size_bytes() + win.res_ptr.size_bytes() + win.res_col.size_bytes() + win.res_val.size_bytes();
+           stream.size_bytes() + escape.size_bytes() + win.bytes();
   }
 };
 
@@ -476,12 +476,14 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   sparse_detail::check_row_pointers(who, rp, rows, nnz);
   const auto column = [&](index_t k) { return static_cast<index_t>(a.col_idx()[k]); };
   if (layout == spmv_layout::automatic) {
-    // window16 when its modelled time (1.9 ns per pass, 2.4 with S = 2, 0.35 per residual
-    // entry) is below index32's ≈ 0.32 ns per entry: they cross near 98 % sparsity at 4096²,
-    // and at 50-95 % window16 was 1.7-4.3x faster than the best other layout
+    // window16 when its modelled time (1.9 ns per pass, 2.4 with S = 2, 0.9 per residual
+    // entry) is below index32's (≈ 0.32 ns per entry): they cross near 98-99 % sparsity at
+    // 4096², and at 50-95 % window16 was 1.9-5x faster than the best other layout
     // (benchmarks/results/sparse.md, runs 9 and 10). Otherwise index32.
     const auto w16 = sparse_detail::window16_best(rp, column, rows, cols);
-    layout = nnz > 0 && w16.cost_ns() < 0.32 * static_cast<double>(nnz) ? spmv_layout::window16 : spmv_layout::index32;
+    layout = nnz > 0 && w16.cost_ns() < sparse_detail::k_index32_ns_per_entry * static_cast<double>(nnz)
+                 ? spmv_layout::window16
+                 : spmv_layout::index32;
   }
   SHRINK_REQUIRE(layout != spmv_layout::delta8 || narrow, errc::invalid_argument, who,
                  ": delta8 addresses 65536 columns, the matrix has ", cols);

@@ -288,18 +288,22 @@ SHRINK_ALWAYS_INLINE const std::uint8_t* delta8_row(const spmv_plan_int8& p, ind
 }
 
 /// window16: adds block b's residual entries (those past their row's slots in a spilled
-/// window) into sum[row in block]. One flat list per block: no loop per row.
-SHRINK_ALWAYS_INLINE void window16_residual(const spmv_plan_int8& p, const std::int8_t* x, index_t b,
-                                            std::int32_t* sum) {
+/// window) into sum[row in block], then writes the block's rows that fall in [r0, r1).
+/// One flat residual list per block: no loop per row. Shared by every path.
+inline void window16_finish(const spmv_plan_int8& p, const std::int8_t* x, index_t b, index_t r0, index_t r1,
+                            std::int32_t* sum, std::int32_t* y) {
   const std::uint32_t k1 = p.win.res_ptr[static_cast<std::size_t>(b) + 1];
   for (std::uint32_t k = p.win.res_ptr[static_cast<std::size_t>(b)]; k < k1; ++k)
     sum[p.win.res_row[k]] += std::int32_t{p.win.res_val[k]} * std::int32_t{x[p.win.res_col[k]]};
+  const index_t rb = sparse_detail::k_pass_slots / p.win.slots;
+  for (index_t r = 0; r < rb; ++r)
+    if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
 }
 
 /// window16: the sums of row block b (rows b·R ..), R = 64 / S, written for rows in [r0, r1).
 inline void window16_block_reference(const spmv_plan_int8& p, const std::int8_t* x, std::int32_t* y, index_t b,
                                      index_t r0, index_t r1) {
-  const index_t s = p.win.slots, rb = sparse_detail::k_pass_slots / s;
+  const index_t s = p.win.slots;
   std::int32_t sum[sparse_detail::k_pass_slots / 2] = {};
   for (std::uint32_t q = p.win.block_ptr[static_cast<std::size_t>(b)]; q < p.win.block_ptr[static_cast<std::size_t>(b) + 1];
        ++q) {
@@ -310,9 +314,7 @@ inline void window16_block_reference(const spmv_plan_int8& p, const std::int8_t*
       if (v != 0) sum[slot / s] += std::int32_t{v} * std::int32_t{xw[pass[slot]]};  // unused slots hold 0
     }
   }
-  window16_residual(p, x, b, sum);
-  for (index_t r = 0; r < rb; ++r)
-    if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
+  window16_finish(p, x, b, r0, r1, sum, y);
 }
 
 /// The row blocks of a window16 plan that rows [r0, r1) touch.
@@ -495,8 +497,8 @@ SHRINK_TARGET_AVX2 inline void delta8_avx2(const spmv_plan_int8& p, const std::i
 // |q| <= 127 (no -128 in the plan): vpmaddubsw(|x|, q·sign(x)) is exact (pairs reach
 // 2·128·127 = 32512) and vpmaddwd(·, 1) folds each row's 4 consecutive slots into an int32
 // lane: 5 vector ops per 32 slots. With S = 2 a vpmaddubsw pair is a whole row and
-// vpmaddwd(·, 1) would add two rows, so vpmaddwd(·, (1, 0)) and (·, (0, 1)) keep even and
-// odd rows apart (6 ops). Full range: both sides sign-extended to int16 and vpmaddwd (a
+// vpmaddwd(·, 1) would add two rows, so vpmaddwd(·, (1, 0)) takes the even rows and
+// vpsrad(·, 16) the odd ones (6 ops; a second vpmaddwd was 5 % slower). Full range: both sides sign-extended to int16 and vpmaddwd (a
 // lane holds 2 slots), 8 ops. A block's passes of a partial last window (cols not a
 // multiple of 16) come last (windows ascend) and read a zero-padded copy, so no x byte
 // past cols is read. Lanes are folded into rows once per block, plus the residual.
@@ -559,9 +561,7 @@ SHRINK_TARGET_AVX2 inline void window16_avx2(const spmv_plan_int8& p, const std:
         for (index_t l = r * S / per_lane; l < (r + 1) * S / per_lane; ++l) sum[r] += lane[l];
       }
     }
-    window16_residual(p, x, b, sum);
-    for (index_t r = 0; r < rb; ++r)
-      if (b * rb + r >= r0 && b * rb + r < r1) y[b * rb + r] = sum[r];
+    window16_finish(p, x, b, r0, r1, sum, y);
   }
 }
 

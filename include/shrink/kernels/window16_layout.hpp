@@ -25,17 +25,20 @@ namespace shrink::kernels::sparse_detail {
 // entries in a window, the (block, window) either takes ⌈m / S⌉ passes (m the fullest
 // row's count) or one pass plus a *residual*: each row's entries past its S slots go to a
 // list per row block (u32 column, int8 value, row in the block) that the kernel adds
-// after the block's passes. It spills
-// when that is modelled cheaper (k_spill_entries_per_pass). S ∈ {2, 4, 8, 16} is chosen
-// per matrix by the modelled time (window16_choice::cost_ns). 64 slots (two AVX2 registers) rather
-// than 32 per pass: the per-pass costs (the window's x load and the loop) are shared by
-// twice the slots; a 32-slot pass ran 1.15 ns, a 64-slot pass 1.9 ns (issue-bound).
+// after the block's passes. It spills when that is modelled cheaper
+// (k_spill_entries_per_pass). S ∈ {2, 4, 8, 16} is chosen per matrix by the modelled time
+// (window16_choice::cost_ns). 64 slots (two AVX2 registers) rather than 32 per pass: the
+// per-pass costs (the window's x load and the loop) are shared by twice the slots; a
+// 32-slot pass ran 1.15 ns, a 64-slot pass 1.9 ns (issue-bound).
 inline constexpr index_t k_window = 16;
 inline constexpr index_t k_pass_slots = 64;
 inline constexpr index_t k_pass_bytes = 128;
 /// A (block, window) spills when its overflow entries are at most this many per saved
 /// pass: a pass costs ≈ 1.9 ns on Zen 4, a residual entry (one scalar x load) ≈ 0.9 ns.
 inline constexpr index_t k_spill_entries_per_pass = 2;
+/// index32's cost per entry on Zen 4 (one x insert each), which make_spmv_plan's automatic
+/// rule weighs against window16_choice::cost_ns.
+inline constexpr double k_index32_ns_per_entry = 0.32;
 
 /// What make_window16 produces (the int8 plan keeps these fields).
 struct window16_parts {
@@ -48,6 +51,11 @@ struct window16_parts {
   aligned_buffer<std::uint32_t> res_col;    ///< residual entries' columns
   aligned_buffer<std::int8_t> res_val;      ///< residual entries' values
   aligned_buffer<std::uint8_t> res_row;     ///< residual entries' rows within their block
+
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return block_ptr.size_bytes() + window.size_bytes() + passes.size_bytes() + res_ptr.size_bytes() +
+           res_col.size_bytes() + res_val.size_bytes() + res_row.size_bytes();
+  }
 };
 
 /// What one slot width costs: passes, residual entries, and the modelled time in ns

@@ -329,6 +329,9 @@ TEST_CASE("spmv int8 plan: window16 picks the cheapest slot width, spills overfl
   CHECK(plan.win.res_col[0] == 4);
   CHECK(plan.win.res_val[0] == 5);
   CHECK(plan.bytes() >= 2 * 128);
+  // closed form: row pointers 17·4 + row scales 16·4 + block pointers 2·4 + windows 2·4 +
+  // passes 2·128 + residual pointers 2·4 + one residual entry (4 + 1 + 1)
+  CHECK(plan.bytes() == 17 * 4 + 16 * 4 + 2 * 4 + 2 * 4 + 2 * 128 + 2 * 4 + 6);
   std::vector<std::int8_t> x(static_cast<std::size_t>(cols));
   for (index_t j = 0; j < cols; ++j) x[static_cast<std::size_t>(j)] = static_cast<std::int8_t>(3 * j - 50);
   std::vector<std::int32_t> expected(static_cast<std::size_t>(rows));
