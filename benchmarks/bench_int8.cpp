@@ -135,12 +135,14 @@ void gemv_int4_q8(benchmark::State& state, index_t n, index_t k) {
   shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes() + w.scales_f16.size_bytes()));
 }
 
-// Integer-activation 4-bit codebook: int8 centroids (per tensor), activations quantized per
-// tensor inside the timed loop.
-void gemv_codebook4_q8(benchmark::State& state, index_t n, index_t k) {
+// Integer-activation 4-bit codebook (per-tensor centroids coded affine7 by default, or
+// symmetric8), activations quantized per tensor inside the timed loop.
+void gemv_codebook4_q8(benchmark::State& state, index_t n, index_t k,
+                       shrink::kernels::centroid_code code = shrink::kernels::centroid_code::affine7) {
   const auto idx = fill<std::uint8_t>(static_cast<std::size_t>(n * k / 2), 8);
   const auto centroids = fill_float(16, 9);
-  const auto w = shrink::kernels::pack_codebook_q8_weights(shrink::kernels::pack_codebook_weights(idx, 4, n, k, centroids));
+  const auto w =
+      shrink::kernels::pack_codebook_q8_weights(shrink::kernels::pack_codebook_weights(idx, 4, n, k, centroids), code);
   const auto x = fill_float(static_cast<std::size_t>(k), 10);
   auto xq = shrink::kernels::make_q8_activations(k, 0);
   std::vector<float> y(static_cast<std::size_t>(n));
@@ -252,6 +254,12 @@ struct shape3 {
         ->UseRealTime();
     benchmark::RegisterBenchmark(shrink::bench::name("gemv_codebook4", "shrink", sh).c_str(),
                                  [n, k](benchmark::State& st) { gemv_codebook4_q8(st, n, k); })
+        ->Unit(n == k_gv ? benchmark::kMillisecond : benchmark::kMicrosecond)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(shrink::bench::name("gemv_codebook4", "shrink_sym8", sh).c_str(),
+                                 [n, k](benchmark::State& st) {
+                                   gemv_codebook4_q8(st, n, k, shrink::kernels::centroid_code::symmetric8);
+                                 })
         ->Unit(n == k_gv ? benchmark::kMillisecond : benchmark::kMicrosecond)
         ->UseRealTime();
   }

@@ -1,4 +1,4 @@
-// test_q8_gemv.cpp: integer-activation GEMVs (int4 per-group × q8, 4-bit codebook with int8 centroids × q8) bit-exact on every ISA path against scalar oracles written here, their error bound against the fp32-activation paths, and bad input.
+// test_q8_gemv.cpp: integer-activation GEMVs (int4 per-group × q8, 4-bit codebook with integer-coded centroids × q8) bit-exact on every ISA path against scalar oracles written here, their error bound against the fp32-activation paths, and bad input.
 #include <catch2/catch.hpp>
 
 #include <cfenv>
@@ -247,6 +247,35 @@ TEST_CASE("gemv_s4_q8 stays within the stated activation-quantization bound of t
   }
 }
 
+// The test's own centroid coder, from the stated definitions (docs/kernels.md):
+// symmetric8 s = max|c|/127, c_q = c/s rounded half to even; affine7 lo = min c,
+// s = (max c − min c)/127 (in double), u = (c − lo)/s rounded to nearest.
+struct oracle_book {
+  int code[16];
+  float scale, offset;
+};
+
+oracle_book oracle_code(const float* c, kernels::centroid_code code) {
+  oracle_book b{};
+  if (code == kernels::centroid_code::symmetric8) {
+    float amax = 0.0f;
+    for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(c[i]));
+    b.scale = amax / 127.0f;
+    b.offset = 0.0f;
+    for (int i = 0; i < 16; ++i) b.code[i] = b.scale > 0.0f ? static_cast<int>(std::nearbyint(c[i] / b.scale)) : 0;
+    return b;
+  }
+  double lo = c[0], hi = c[0];
+  for (int i = 0; i < 16; ++i) lo = std::min(lo, double{c[i]}), hi = std::max(hi, double{c[i]});
+  const double s = (hi - lo) / 127.0;
+  for (int i = 0; i < 16; ++i) b.code[i] = s > 0.0 ? static_cast<int>(std::lround((c[i] - lo) / s)) : 0;
+  b.scale = static_cast<float>(s);
+  b.offset = static_cast<float>(lo);
+  return b;
+}
+
+constexpr kernels::centroid_code k_codes[] = {kernels::centroid_code::affine7, kernels::centroid_code::symmetric8};
+
 TEST_CASE("codebook_gemv_q8 is bit-exact with the integer-dot oracle on every path") {
   struct cfg {
     index_t n, k;
@@ -255,91 +284,108 @@ TEST_CASE("codebook_gemv_q8 is bit-exact with the integer-dot oracle on every pa
   const std::vector<cfg> cfgs = {{1, 1, false}, {5, 63, true},   {8, 64, false},  {13, 200, true},
                                  {37, 1000, false}, {9, 129, true}, {64, 4096, false}};
   int seed = 0;
-  for (const auto& c : cfgs) {
-    ++seed;
-    INFO("shape " << c.n << "x" << c.k << " per_row " << c.per_row);
-    std::mt19937_64 rng(static_cast<std::uint64_t>(seed));
-    std::uniform_int_distribution<int> idx(0, 15);
-    std::vector<std::uint8_t> fields(static_cast<std::size_t>(c.n * c.k));
-    for (auto& f : fields) f = static_cast<std::uint8_t>(idx(rng));
-    std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
-    pack_bits(fields, 4, packed);
-    const index_t books = c.per_row ? c.n : 1;
-    auto cents = testing::uniform_floats(static_cast<std::size_t>(books * 16), 40 + seed, -0.3f, 0.3f);
-    cents[0] = 0.0f;  // a zero centroid (sign trick: sign(x, 0) = 0)
-    const auto cw = kernels::pack_codebook_weights(packed, 4, c.n, c.k, cents);
-    const auto w = kernels::pack_codebook_q8_weights(cw);
-    for (index_t n = 0; n < c.n; ++n)
-      for (index_t k = 0; k < c.k; ++k) REQUIRE(w.index(n, k) == fields[static_cast<std::size_t>(n * c.k + k)]);
-    const auto x = activations(static_cast<std::size_t>(c.k), 60 + seed);
-    const auto o = oracle_quantize(x, 0);
-    std::vector<float> expect(static_cast<std::size_t>(c.n));
-    for (index_t n = 0; n < c.n; ++n) {
-      const float* cb = cents.data() + (c.per_row ? n * 16 : 0);
-      float amax = 0.0f;
-      for (int i = 0; i < 16; ++i) amax = std::max(amax, std::fabs(cb[i]));
-      const float s = amax / 127.0f;
-      int cq[16];
-      for (int i = 0; i < 16; ++i) cq[i] = s > 0.0f ? static_cast<int>(std::nearbyint(cb[i] / s)) : 0;
-      std::int64_t dot = 0;
-      for (index_t k = 0; k < c.k; ++k)
-        dot += static_cast<std::int64_t>(cq[fields[static_cast<std::size_t>(n * c.k + k)]]) * o.q[static_cast<std::size_t>(k)];
-      expect[static_cast<std::size_t>(n)] = (s * o.d[0]) * static_cast<float>(dot);
-    }
-    auto xq = kernels::make_q8_activations(c.k, 0);
-    testing::for_each_isa([&](kernels::isa) {
-      for (int threads : {1, 2}) {
-        INFO("threads " << threads);
-        std::vector<float> y(static_cast<std::size_t>(c.n), -1.0f);
-        kernels::codebook_gemv_q8(x, xq, w, y, context{threads});
-        for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expect[i]);
+  for (const auto code : k_codes)
+    for (const auto& c : cfgs) {
+      ++seed;
+      INFO("shape " << c.n << "x" << c.k << " per_row " << c.per_row << " code " << static_cast<int>(code));
+      std::mt19937_64 rng(static_cast<std::uint64_t>(seed));
+      std::uniform_int_distribution<int> idx(0, 15);
+      std::vector<std::uint8_t> fields(static_cast<std::size_t>(c.n * c.k));
+      for (auto& f : fields) f = static_cast<std::uint8_t>(idx(rng));
+      std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
+      pack_bits(fields, 4, packed);
+      const index_t books = c.per_row ? c.n : 1;
+      auto cents = testing::uniform_floats(static_cast<std::size_t>(books * 16), 40 + seed, -0.3f, 0.3f);
+      cents[0] = 0.0f;  // a zero centroid (sign trick: sign(x, 0) = 0)
+      if (c.per_row && c.n > 2) {
+        for (int i = 0; i < 16; ++i) cents[static_cast<std::size_t>(16 + i)] = 0.125f;  // one value: s = 0
+        for (int i = 0; i < 16; ++i) cents[static_cast<std::size_t>(32 + i)] = 1.0f + 0.25f * static_cast<float>(i);
       }
-    });
-  }
+      const auto cw = kernels::pack_codebook_weights(packed, 4, c.n, c.k, cents);
+      const auto w = kernels::pack_codebook_q8_weights(cw, code);
+      for (index_t n = 0; n < c.n; ++n)
+        for (index_t k = 0; k < c.k; ++k) REQUIRE(w.index(n, k) == fields[static_cast<std::size_t>(n * c.k + k)]);
+      const auto x = activations(static_cast<std::size_t>(c.k), 60 + seed);
+      const auto o = oracle_quantize(x, 0);
+      std::int64_t qsum = 0;
+      for (const int q : o.q) qsum += q;
+      std::vector<float> expect(static_cast<std::size_t>(c.n));
+      for (index_t n = 0; n < c.n; ++n) {
+        const oracle_book b = oracle_code(cents.data() + (c.per_row ? n * 16 : 0), code);
+        for (int i = 0; i < 16; ++i) {
+          REQUIRE(b.code[i] >= (code == kernels::centroid_code::affine7 ? 0 : -127));
+          REQUIRE(b.code[i] <= 127);
+        }
+        std::int64_t dot = 0;
+        for (index_t k = 0; k < c.k; ++k)
+          dot += static_cast<std::int64_t>(b.code[fields[static_cast<std::size_t>(n * c.k + k)]]) *
+                 o.q[static_cast<std::size_t>(k)];
+        expect[static_cast<std::size_t>(n)] = std::fma(b.offset * o.d[0], static_cast<float>(qsum),
+                                                       (b.scale * o.d[0]) * static_cast<float>(dot));
+      }
+      auto xq = kernels::make_q8_activations(c.k, 0);
+      testing::for_each_isa([&](kernels::isa) {
+        for (int threads : {1, 2}) {
+          INFO("threads " << threads);
+          std::vector<float> y(static_cast<std::size_t>(c.n), -1.0f);
+          kernels::codebook_gemv_q8(x, xq, w, y, context{threads});
+          for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expect[i]);
+        }
+      });
+    }
 }
 
 TEST_CASE("codebook_gemv_q8 stays within the stated centroid and activation quantization bound") {
-  // ŵ = s_c·c_q with |ŵ − w| ≤ s_c/2, x̂ = d·q with |x̂ − x| ≤ d/2, so
-  // |Σŵx̂ − Σwx| ≤ Σ_k (s_c/2)·|x̂_k| + Σ_k |w_k|·d/2, plus 3u·Σ|ŵ·x̂| for the fp32 finish.
+  // ŵ = lo + s·u (affine7, |ŵ − w| ≤ (max − min)/254) or s·c_q (symmetric8, |ŵ − w| ≤
+  // max|c|/254), x̂ = d·q with |x̂ − x| ≤ d/2, so
+  // |Σŵx̂ − Σwx| ≤ Σ_k e_w·|x̂_k| + Σ_k |w_k|·d/2, plus the fp32 finish: ≤ 4u·Σ(|s·c| + |lo|)·|x̂|.
   const index_t n = 16, k = 777;
-  std::mt19937_64 rng(5);
-  std::uniform_int_distribution<int> idx(0, 15);
-  std::vector<std::uint8_t> fields(static_cast<std::size_t>(n * k));
-  for (auto& f : fields) f = static_cast<std::uint8_t>(idx(rng));
-  std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
-  pack_bits(fields, 4, packed);
-  const auto cents = testing::uniform_floats(16, 6, -0.2f, 0.2f);
-  const auto cw = kernels::pack_codebook_weights(packed, 4, n, k, cents);
-  const auto w = kernels::pack_codebook_q8_weights(cw);
-  const auto x = testing::normal_floats(static_cast<std::size_t>(k), 7);
-  auto xq = kernels::make_q8_activations(k, 0);
-  std::vector<float> yq(static_cast<std::size_t>(n)), yf(static_cast<std::size_t>(n));
-  kernels::codebook_gemv_q8(x, xq, w, yq, context{1});
-  kernels::codebook_gemv(x, cw, yf, context{1});
-  const auto o = oracle_quantize(x, 0);
-  float amax = 0.0f;
-  for (float c : cents) amax = std::max(amax, std::fabs(c));
-  const double sc = amax / 127.0;
-  double worst_rel = 0.0;
-  for (index_t r = 0; r < n; ++r) {
-    double exact = 0, bound = 0, mag = 0, mag_f = 0;
-    for (index_t j = 0; j < k; ++j) {
-      const auto i = static_cast<std::size_t>(j);
-      const double wv = cents[fields[static_cast<std::size_t>(r * k + j)]];
-      const double xh = static_cast<double>(o.d[i]) * o.q[i];
-      exact += wv * x[i];
-      bound += sc / 2 * std::abs(xh) + std::abs(wv) * o.d[i] / 2;
-      mag += (std::abs(wv) + sc / 2) * std::abs(xh);
-      mag_f += std::abs(wv * x[i]);
+  for (const auto code : k_codes)
+    for (const bool centred : {true, false}) {
+      INFO("code " << static_cast<int>(code) << " centred " << centred);
+      std::mt19937_64 rng(5);
+      std::uniform_int_distribution<int> idx(0, 15);
+      std::vector<std::uint8_t> fields(static_cast<std::size_t>(n * k));
+      for (auto& f : fields) f = static_cast<std::uint8_t>(idx(rng));
+      std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
+      pack_bits(fields, 4, packed);
+      // Centred on zero, and one-sided (ReLU-like weights), where affine7 has the finer grid.
+      const auto cents = centred ? testing::uniform_floats(16, 6, -0.2f, 0.2f) : testing::uniform_floats(16, 6, 0.05f, 0.4f);
+      const auto cw = kernels::pack_codebook_weights(packed, 4, n, k, cents);
+      const auto w = kernels::pack_codebook_q8_weights(cw, code);
+      float lo = cents[0], hi = cents[0], amax = 0.0f;
+      for (float c : cents) lo = std::min(lo, c), hi = std::max(hi, c), amax = std::max(amax, std::fabs(c));
+      const double e_w = code == kernels::centroid_code::affine7 ? (double{hi} - lo) / 254.0 : amax / 254.0;
+      // The decoded centroids themselves: within e_w (plus the float rounding of lo + s·u).
+      for (unsigned i = 0; i < 16; ++i)
+        REQUIRE(std::abs(double{w.decoded_centroid(0, i)} - cents[i]) <= e_w * (1 + 1e-5) + 4 * k_u * amax);
+      const auto x = testing::normal_floats(static_cast<std::size_t>(k), 7);
+      auto xq = kernels::make_q8_activations(k, 0);
+      std::vector<float> yq(static_cast<std::size_t>(n)), yf(static_cast<std::size_t>(n));
+      kernels::codebook_gemv_q8(x, xq, w, yq, context{1});
+      kernels::codebook_gemv(x, cw, yf, context{1});
+      const auto o = oracle_quantize(x, 0);
+      double worst_rel = 0.0;
+      for (index_t r = 0; r < n; ++r) {
+        double exact = 0, bound = 0, mag = 0, mag_f = 0;
+        for (index_t j = 0; j < k; ++j) {
+          const auto i = static_cast<std::size_t>(j);
+          const double wv = cents[fields[static_cast<std::size_t>(r * k + j)]];
+          const double xh = static_cast<double>(o.d[i]) * o.q[i];
+          exact += wv * x[i];
+          bound += e_w * std::abs(xh) + std::abs(wv) * o.d[i] / 2;
+          mag += (std::abs(wv) + e_w + 2.0 * std::abs(double{lo})) * std::abs(xh);
+          mag_f += std::abs(wv * x[i]);
+        }
+        bound += 4 * k_u * mag;
+        const auto ri = static_cast<std::size_t>(r);
+        REQUIRE(std::abs(yq[ri] - exact) <= bound);
+        // codebook_gemv (fp32 activations) is within (K + 2)·u·Σ|w·x| of exact.
+        REQUIRE(std::abs(static_cast<double>(yq[ri]) - yf[ri]) <= bound + static_cast<double>(k + 2) * k_u * mag_f);
+        worst_rel = std::max(worst_rel, std::abs(yq[ri] - exact) / mag_f);
+      }
+      CHECK(worst_rel < 0.02);
     }
-    bound += 3 * k_u * mag;
-    const auto ri = static_cast<std::size_t>(r);
-    REQUIRE(std::abs(yq[ri] - exact) <= bound);
-    // codebook_gemv (fp32 activations) is within (K + 2)·u·Σ|w·x| of exact.
-    REQUIRE(std::abs(static_cast<double>(yq[ri]) - yf[ri]) <= bound + static_cast<double>(k + 2) * k_u * mag_f);
-    worst_rel = std::max(worst_rel, std::abs(yq[ri] - exact) / mag_f);
-  }
-  CHECK(worst_rel < 0.02);
 }
 
 TEST_CASE("integer-activation gemvs reject bad input") {
@@ -410,4 +456,9 @@ TEST_CASE("integer-activation gemvs reject bad input") {
   const auto cw3 = kernels::pack_codebook_weights(nib, 3, 16, 64, cents8);
   CHECK(code_of([&] { kernels::pack_codebook_q8_weights(cw3); }) == errc::invalid_argument);  // 3-bit indices
   CHECK(code_of([&] { kernels::codebook_gemv_q8(x, xq, cq, y); }) == errc::invalid_argument);
+  CHECK(code_of([&] { kernels::pack_codebook_q8_weights(cw, static_cast<kernels::centroid_code>(7)); }) ==
+        errc::invalid_argument);
+  auto cq_bad = kernels::pack_codebook_q8_weights(cw);
+  cq_bad.code = static_cast<kernels::centroid_code>(7);  // a corrupted pack
+  CHECK(code_of([&] { kernels::codebook_gemv_q8(xt, cq_bad, y); }) == errc::invalid_argument);
 }
