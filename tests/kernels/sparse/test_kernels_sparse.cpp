@@ -213,40 +213,93 @@ TEST_CASE("spmv/spmm csr codebook: 8, 16 and 40 centroids decode through the tab
 }
 
 TEST_CASE("spmv/spmm csr int8: bit-exact int32 on every path, extremes and last columns included") {
-  for (index_t cols : {5, 67, 130}) {
-    const index_t rows = 19;
-    auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 9 + static_cast<std::uint64_t>(cols));
-    auto m = random_mask(rows, cols, 0.5, 10);
-    for (index_t j = 0; j < cols; ++j) q[static_cast<std::size_t>(4 * cols + j)] = -128;  // row 4: extreme weights
-    for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(4 * cols + j)] = 1;
-    std::vector<float> scales(static_cast<std::size_t>(rows), 0.5f);
-    const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
-                                                const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
-    const auto plan = k::make_plan(a);
-    for (index_t batch : k_batches) {
-      auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols * batch), 11 + static_cast<std::uint64_t>(batch));
-      for (index_t b = 0; b < batch; ++b) x[static_cast<std::size_t>(b)] = -128;  // X row 0 extreme
-      std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * batch), 0);
-      for (index_t i = 0; i < rows; ++i)
-        for (index_t j = 0; j < cols; ++j)
-          if (m[static_cast<std::size_t>(i * cols + j)])
-            for (index_t b = 0; b < batch; ++b)
-              expected[static_cast<std::size_t>(i * batch + b)] +=
-                  int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
-      testing::for_each_isa([&](k::isa) {
-        INFO("cols " << cols << " batch " << batch);
-        std::vector<std::int32_t> y(expected.size(), 7);
-        k::spmm(plan, const_view<std::int8_t, 2>(x.data(), shape<2>{cols, batch}),
-                tensor_view<std::int32_t, 2>(y.data(), shape<2>{rows, batch}), context{1});
-        CHECK(y == expected);
-        if (batch == 1) {
-          std::vector<std::int32_t> yv(static_cast<std::size_t>(rows), 7);
-          k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(yv), context{1});
-          CHECK(yv == expected);
-        }
-      });
+  // X with −128 takes the int16-widening tiles; X without it (the AVX2 quad tiles, which
+  // negate x by the weight's sign) must give the same exact sums, −128 weights included.
+  for (const bool x_has_min : {true, false})
+    for (index_t cols : {5, 67, 130}) {
+      const index_t rows = 19;
+      auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 9 + static_cast<std::uint64_t>(cols));
+      auto m = random_mask(rows, cols, 0.5, 10);
+      for (index_t j = 0; j < cols; ++j) q[static_cast<std::size_t>(4 * cols + j)] = -128;  // row 4: extreme weights
+      for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(4 * cols + j)] = 1;
+      for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(7 * cols + j)] = 0;  // row 7: empty
+      for (index_t j = 0; j < std::min<index_t>(cols, 3); ++j) m[static_cast<std::size_t>(9 * cols + j)] = 1;
+      for (index_t j = 3; j < cols; ++j) m[static_cast<std::size_t>(9 * cols + j)] = 0;  // row 9: one short quad
+      std::vector<float> scales(static_cast<std::size_t>(rows), 0.5f);
+      const auto a = sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                                  const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}));
+      const auto plan = k::make_plan(a);
+      for (index_t batch : k_batches) {
+        auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols * batch), 11 + static_cast<std::uint64_t>(batch));
+        for (index_t b = 0; b < batch; ++b) x[static_cast<std::size_t>(b)] = -127;  // X row 0 extreme
+        for (auto& v : x)
+          if (v == -128) v = -127;
+        // The only −128, if any: the last element, so the scan must reach the end.
+        if (x_has_min) x.back() = -128;
+        std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * batch), 0);
+        for (index_t i = 0; i < rows; ++i)
+          for (index_t j = 0; j < cols; ++j)
+            if (m[static_cast<std::size_t>(i * cols + j)])
+              for (index_t b = 0; b < batch; ++b)
+                expected[static_cast<std::size_t>(i * batch + b)] +=
+                    int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
+        testing::for_each_isa([&](k::isa) {
+          INFO("cols " << cols << " batch " << batch << " x has -128 " << x_has_min);
+          std::vector<std::int32_t> y(expected.size(), 7);
+          k::spmm(plan, const_view<std::int8_t, 2>(x.data(), shape<2>{cols, batch}),
+                  tensor_view<std::int32_t, 2>(y.data(), shape<2>{rows, batch}), context{1});
+          CHECK(y == expected);
+          if (batch == 1) {
+            std::vector<std::int32_t> yv(static_cast<std::size_t>(rows), 7);
+            k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(yv), context{1});
+            CHECK(yv == expected);
+          }
+        });
+      }
     }
-  }
+}
+
+TEST_CASE("spmm csr int8: strided X and Y, and X = -128 everywhere against -128 weights") {
+  // Column block 64-127 of a 130-column X and Y (leading dimensions 130), through the view
+  // strides; then the worst case for the sign trick: every product (−128)·(−128).
+  const index_t rows = 9, cols = 40, ld = 130;
+  auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 21);
+  for (auto& v : q)
+    if (v == 0) v = 1;
+  std::vector<float> scales(static_cast<std::size_t>(rows), 1.0f);
+  const std::vector<std::uint8_t> all(static_cast<std::size_t>(rows * cols), 1);
+  const const_view<std::uint8_t, 2> all_v(all.data(), shape<2>{rows, cols});
+  const auto plan =
+      k::make_plan(sp::csr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales, all_v));
+  auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols * ld), 22);
+  for (auto& v : x)
+    if (v == -128) v = 127;
+  std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * 64));
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t b = 0; b < 64; ++b) {
+      std::int32_t s = 0;
+      for (index_t j = 0; j < cols; ++j)
+        s += int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * ld + 64 + b)]};
+      expected[static_cast<std::size_t>(i * 64 + b)] = s;
+    }
+  testing::for_each_isa([&](k::isa) {
+    std::vector<std::int32_t> y(static_cast<std::size_t>(rows * ld), 7);
+    k::spmm(plan, const_view<std::int8_t, 2>(x.data() + 64, shape<2>{cols, 64}, {ld, 1}),
+            tensor_view<std::int32_t, 2>(y.data() + 64, shape<2>{rows, 64}, {ld, 1}), context{1});
+    for (index_t i = 0; i < rows; ++i)
+      for (index_t b = 0; b < 64; ++b)
+        REQUIRE(y[static_cast<std::size_t>(i * ld + 64 + b)] == expected[static_cast<std::size_t>(i * 64 + b)]);
+    CHECK(y[0] == 7);  // outside the view: untouched
+  });
+  std::vector<std::int8_t> wmin(static_cast<std::size_t>(rows * cols), -128), xmin(static_cast<std::size_t>(cols * 64), -128);
+  const auto pmin = k::make_plan(sp::csr_int8::from_quantized(
+      const_view<std::int8_t, 2>(wmin.data(), shape<2>{rows, cols}), scales, all_v));
+  testing::for_each_isa([&](k::isa) {
+    std::vector<std::int32_t> y(static_cast<std::size_t>(rows * 64), 7);
+    k::spmm(pmin, const_view<std::int8_t, 2>(xmin.data(), shape<2>{cols, 64}),
+            tensor_view<std::int32_t, 2>(y.data(), shape<2>{rows, 64}), context{1});
+    for (const std::int32_t v : y) REQUIRE(v == cols * 16384);
+  });
 }
 
 TEST_CASE("spmv/spmm: results are bit-identical for any thread count") {
