@@ -121,6 +121,18 @@ void run_spmv_int8(benchmark::State& state, const Plan& plan) {
   bench::set_ops(state, 2.0 * static_cast<double>(plan.nnz()));
 }
 
+/// int8 SpMM × 64 (s8 activations in [−127, 127], exact int32 outputs).
+void run_spmm_int8(benchmark::State& state, const k::sparse_plan_int8& plan) {
+  const auto x = int8s(static_cast<std::size_t>(k_n * k_batch), 5);
+  std::vector<std::int32_t> y(static_cast<std::size_t>(k_n * k_batch));
+  for (auto _ : state) {
+    k::spmm(plan, const_view<std::int8_t, 2>(x.data(), shape<2>{k_n, k_batch}),
+            tensor_view<std::int32_t, 2>(y.data(), shape<2>{k_n, k_batch}), k_one);
+    benchmark::DoNotOptimize(y.data());
+  }
+  bench::set_ops(state, 2.0 * static_cast<double>(plan.nnz()) * k_batch);
+}
+
 template <class Plan>
 void run_spmm(benchmark::State& state, const Plan& plan, double nnz, index_t batch) {
   const auto& x = x_mat();
@@ -234,18 +246,10 @@ void register_all() {
       const auto plan = k::make_plan(sp::csr_int8::from_dense(wview(), mview(s)));
       run_spmv_int8(st, plan);
     });
-    benchmark::RegisterBenchmark(
-        name("spmm_csr_int8", "shrink", "4096x4096x64" + tag).c_str(), [s](benchmark::State& st) {
-          const auto plan = k::make_plan(sp::csr_int8::from_dense(wview(), mview(s)));
-          const auto x = int8s(static_cast<std::size_t>(k_n * k_batch), 5);
-          std::vector<std::int32_t> y(static_cast<std::size_t>(k_n * k_batch));
-          for (auto _ : st) {
-            k::spmm(plan, const_view<std::int8_t, 2>(x.data(), shape<2>{k_n, k_batch}),
-                    tensor_view<std::int32_t, 2>(y.data(), shape<2>{k_n, k_batch}), k_one);
-            benchmark::DoNotOptimize(y.data());
-          }
-          bench::set_ops(st, 2.0 * static_cast<double>(plan.nnz()) * k_batch);
-        });
+    benchmark::RegisterBenchmark(name("spmm_csr_int8", "shrink", "4096x4096x64" + tag).c_str(),
+                                 [s](benchmark::State& st) {
+                                   run_spmm_int8(st, k::make_plan(sp::csr_int8::from_dense(wview(), mview(s))));
+                                 });
     for (auto [r, c] : {std::pair<index_t, index_t>{1, 4}, {4, 4}, {8, 1}}) {
       const std::string blk = std::to_string(r) + "x" + std::to_string(c);
       benchmark::RegisterBenchmark(name("spmv_bsr" + blk + "_f32", "shrink", "4096x4096" + tag).c_str(),
@@ -257,6 +261,16 @@ void register_all() {
                                    [s, r, c](benchmark::State& st) {
                                      const auto plan = k::make_plan(sp::bsr_f32::from_dense(wview(), mview(s, r, c), {r, c}));
                                      run_spmm(st, plan, static_cast<double>(plan.nnz()), k_batch);
+                                   });
+      if (r != 1 || c != 4) continue;
+      // BSR int8 through the general int8 plan (exact int32): 1x4, the VNNI-shaped block.
+      benchmark::RegisterBenchmark(name("spmv_bsr" + blk + "_int8", "shrink", "4096x4096" + tag).c_str(),
+                                   [s, r, c](benchmark::State& st) {
+                                     run_spmv_int8(st, k::make_plan(sp::bsr_int8::from_dense(wview(), mview(s, r, c), {r, c})));
+                                   });
+      benchmark::RegisterBenchmark(name("spmm_bsr" + blk + "_int8", "shrink", "4096x4096x64" + tag).c_str(),
+                                   [s, r, c](benchmark::State& st) {
+                                     run_spmm_int8(st, k::make_plan(sp::bsr_int8::from_dense(wview(), mview(s, r, c), {r, c})));
                                    });
     }
   }

@@ -235,6 +235,93 @@ TEST_CASE("bsr_f32: blocks that do not divide the shape are a clear error") {
   CHECK_THROWS_WITH(sp::bsr_f32::from_dense(c.wv(), c.mv(), {4, 4}), Catch::Contains("does not divide"));
 }
 
+TEST_CASE("bsr_int8: closed-form codes, one scale per row, ties to even") {
+  // 2x8, 1x4 blocks. Row 0 peak 127/16, so its scale is exactly 1/16 and w·16 are the codes
+  // before rounding: 2.5 → 2, 3.5 → 4, −1.5 → −2, 127 → 127. Row 1 keeps one weight in
+  // the second block only.
+  const float u = 1.0f / 16.0f;
+  std::vector<float> w{127 * u, 2.5f * u, 9.0f, -1.5f * u, 0.0f, 0.0f, 3.5f * u, 0.0f,
+                       0.0f,    0.0f,     0.0f, 0.0f,       0.0f, -4.0f, 0.0f,     0.0f};
+  std::vector<std::uint8_t> m{1, 1, 0, 1, 0, 0, 1, 0,  // 9.0 is masked out: not the peak, stored as 0
+                              0, 0, 0, 0, 0, 1, 0, 0};
+  const auto a = sp::bsr_int8::from_dense(const_view<float, 2>(w.data(), shape<2>{2, 8}),
+                                          const_view<std::uint8_t, 2>(m.data(), shape<2>{2, 8}), {1, 4});
+  REQUIRE(a.blocks() == 3);
+  CHECK(std::vector<std::uint32_t>(a.row_ptr().begin(), a.row_ptr().end()) == std::vector<std::uint32_t>{0, 2, 3});
+  CHECK(a.block_col()[0] == 0);
+  CHECK(a.block_col()[1] == 1);
+  CHECK(a.block_col()[2] == 1);
+  CHECK(std::vector<std::int8_t>(a.values().begin(), a.values().end()) ==
+        std::vector<std::int8_t>{127, 2, 0, -2, 0, 0, 4, 0, 0, -127, 0, 0});
+  CHECK(a.row_scales()[0] == u);
+  CHECK(a.row_scales()[1] == 4.0f / 127.0f);
+  const auto d = a.to_dense();
+  CHECK(d(0, 1) == 2 * u);
+  CHECK(d(0, 2) == 0.0f);
+  CHECK(d(1, 5) == -127 * (4.0f / 127.0f));
+  CHECK(a.bytes() == static_cast<std::size_t>(4 * 3 + 2 * 3 + 12 + 4 * 2));
+}
+
+TEST_CASE("bsr_int8: the codes of csr_int8 in every block shape, closed-form bytes") {
+  for (auto blk : {sp::block_shape{1, 1}, sp::block_shape{1, 4}, sp::block_shape{4, 1}, sp::block_shape{8, 1},
+                   sp::block_shape{16, 1}, sp::block_shape{4, 4}, sp::block_shape{2, 3}}) {
+    INFO("block " << blk.rows << "x" << blk.cols);
+    const auto c = random_case(48, 36, 0.06, 15 + static_cast<std::uint64_t>(blk.rows * 10 + blk.cols));
+    const auto a = sp::bsr_int8::from_dense(c.wv(), c.mv(), blk);
+    // Per kept weight, the code and scale csr_int8 gives the same row (its own conversion
+    // code); entries outside the mask are 0.
+    const auto csr = sp::csr_int8::from_dense(c.wv(), c.mv());
+    const auto ref = csr.to_dense();
+    const auto got = a.to_dense();
+    for (index_t i = 0; i < c.rows; ++i) {
+      CHECK(a.row_scales()[static_cast<std::size_t>(i)] == csr.row_scales()[static_cast<std::size_t>(i)]);
+      for (index_t j = 0; j < c.cols; ++j) REQUIRE(got(i, j) == ref(i, j));
+    }
+    const auto f = sp::bsr_f32::from_dense(c.wv(), c.mv(), blk);  // the same blocks
+    REQUIRE(a.blocks() == f.blocks());
+    for (index_t b = 0; b < a.blocks(); ++b) REQUIRE(a.block_col()[b] == f.block_col()[b]);
+    CHECK(a.bytes() == static_cast<std::size_t>(4 * (48 / blk.rows + 1) + 2 * a.blocks() +
+                                                blk.rows * blk.cols * a.blocks() + 4 * 48));
+  }
+}
+
+TEST_CASE("bsr_int8: from_quantized keeps any code, -128 included, and rejects bad input") {
+  std::vector<std::int8_t> q{-128, 5, 0, 0, 0, 0, 7, 127};
+  std::vector<std::uint8_t> m{1, 1, 0, 0, 0, 0, 0, 1};
+  std::vector<float> s{0.5f, 2.0f};
+  const const_view<std::int8_t, 2> qv(q.data(), shape<2>{2, 4});
+  const const_view<std::uint8_t, 2> mv(m.data(), shape<2>{2, 4});
+  const auto a = sp::bsr_int8::from_quantized(qv, s, mv, {2, 2});
+  REQUIRE(a.blocks() == 2);
+  // Block (0, 0) holds rows 0-1, columns 0-1: −128, 5 | 0, 0; block (0, 1): 0, 0 | 7 masked out → 0, 127.
+  CHECK(std::vector<std::int8_t>(a.values().begin(), a.values().end()) ==
+        std::vector<std::int8_t>{-128, 5, 0, 0, 0, 0, 0, 127});
+  CHECK(a.to_dense()(0, 0) == -64.0f);
+  CHECK(a.to_dense()(1, 3) == 254.0f);
+  check_error([&] { sp::bsr_int8::from_quantized(qv, s, mv, {2, 3}); }, errc::shape_mismatch);
+  check_error([&] { sp::bsr_int8::from_quantized(qv, s, mv, {0, 2}); }, errc::invalid_argument);
+  check_error([&] { sp::bsr_int8::from_quantized(qv, std::vector<float>{1.0f}, mv, {1, 4}); }, errc::shape_mismatch);
+  check_error([&] { sp::bsr_int8::from_quantized(qv, std::vector<float>{1.0f, 0.0f}, mv, {1, 4}); },
+              errc::invalid_argument);
+  check_error([&] { sp::bsr_int8::from_quantized(qv, std::vector<float>{NAN, 1.0f}, mv, {1, 4}); },
+              errc::invalid_argument);
+  const const_view<std::uint8_t, 2> mv_wide(m.data(), shape<2>{1, 8});
+  check_error([&] { sp::bsr_int8::from_quantized(qv, s, mv_wide, {1, 4}); }, errc::shape_mismatch);
+  std::vector<std::uint8_t> m2 = m;
+  m2[5] = 2;
+  check_error([&] { sp::bsr_int8::from_quantized(qv, s, const_view<std::uint8_t, 2>(m2.data(), shape<2>{2, 4}), {1, 4}); },
+              errc::invalid_argument);
+  // from_dense: a kept NaN is an error, a masked-out one is not.
+  std::vector<float> w{1, NAN, 2, 3, 4, 5, 6, 7};
+  std::vector<std::uint8_t> keep{1, 1, 0, 0, 0, 0, 0, 0}, skip{1, 0, 0, 0, 0, 0, 0, 0};
+  const const_view<float, 2> wv(w.data(), shape<2>{2, 4});
+  check_error([&] { sp::bsr_int8::from_dense(wv, const_view<std::uint8_t, 2>(keep.data(), shape<2>{2, 4}), {1, 4}); },
+              errc::non_finite);
+  CHECK(sp::bsr_int8::from_dense(wv, const_view<std::uint8_t, 2>(skip.data(), shape<2>{2, 4}), {1, 4}).blocks() == 1);
+  check_error([&] { sp::bsr_int8::from_dense(wv, const_view<std::uint8_t, 2>(skip.data(), shape<2>{2, 4}), {3, 1}); },
+              errc::shape_mismatch);
+}
+
 TEST_CASE("nm_f32: 2:4 metadata is 2 bits per kept value in NVIDIA's nibble order") {
   // Row: [a 0 b 0 | 0 c 0 d | e f 0 0 | 0 0 g h]: positions (0,2) (1,3) (0,1) (2,3).
   std::vector<float> w{1, 0, 2, 0, 0, 3, 0, 4, 5, 6, 0, 0, 0, 0, 7, 8};

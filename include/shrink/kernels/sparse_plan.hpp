@@ -13,6 +13,7 @@
 #include "../core/huge_pages.hpp"
 #include "../core/parallel.hpp"
 #include "../sparse/bsr.hpp"
+#include "../sparse/bsr_int8.hpp"
 #include "../sparse/csr.hpp"
 #include "../sparse/nm.hpp"
 #include "window16_layout.hpp"
@@ -247,18 +248,22 @@ inline sparse_plan_f32 make_plan(const sparse::nm_f32& a) {
   return p;
 }
 
-/// Lowers BSR: each block row becomes r rows whose entries are the blocks' rows, columns
-/// consecutive inside a block (so SpMM reads c consecutive rows of X per block).
-inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
-  sparse_plan_f32 p;
-  sparse_detail::check_columns(a.cols());
-  sparse::detail::check_nnz("make_plan(bsr_f32)", a.blocks() * a.block().rows * a.block().cols);
+namespace sparse_detail {
+
+/// Lowers BSR (fp32 or int8 values): each block row becomes r rows whose entries are the
+/// blocks' rows, columns consecutive inside a block (so SpMM reads c consecutive rows of X
+/// per block); run = c and row_group = r tell the SpMV kernels so.
+template <class V, class Bsr>
+sparse_plan<V> lower_bsr(const Bsr& a, const char* who) {
+  sparse_plan<V> p;
+  check_columns(a.cols());
+  sparse::detail::check_nnz(who, a.blocks() * a.block().rows * a.block().cols);
   p.rows = a.rows();
   p.cols = a.cols();
   const index_t r = a.block().rows, c = a.block().cols;
   p.row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.rows()) + 1);
   p.col = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(a.blocks() * r * c));
-  p.values = aligned_buffer<float>(static_cast<std::size_t>(a.blocks() * r * c));
+  p.values = aligned_buffer<V>(static_cast<std::size_t>(a.blocks() * r * c));
   p.run = c;
   p.row_group = r;
   std::size_t k = 0;
@@ -273,6 +278,23 @@ inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
       p.row_ptr[static_cast<std::size_t>(br * r + y) + 1] = static_cast<std::uint32_t>(k);
     }
   }
+  return p;
+}
+
+}  // namespace sparse_detail
+
+/// Lowers BSR fp32 (sparse_detail::lower_bsr).
+inline sparse_plan_f32 make_plan(const sparse::bsr_f32& a) {
+  return sparse_detail::lower_bsr<float>(a, "make_plan(bsr_f32)");
+}
+
+/// Lowers BSR int8: as bsr_f32, keeping the int8 codes and row scales; the int8 kernels
+/// then give exact int32 sums, as for csr_int8.
+inline sparse_plan_int8 make_plan(const sparse::bsr_int8& a) {
+  SHRINK_REQUIRE(a.cols() <= 131072, errc::overflow, "make_plan(bsr_int8): ", a.cols(),
+                 " columns; exact int32 accumulation needs at most 131072");
+  auto p = sparse_detail::lower_bsr<std::int8_t>(a, "make_plan(bsr_int8)");
+  p.row_scale = aligned_buffer<float>(a.row_scales());
   return p;
 }
 

@@ -99,8 +99,40 @@ SHRINK_TARGET_AVX2 SHRINK_ALWAYS_INLINE __m128i x16_avx2(const std::int8_t* x, c
   return _mm_insert_epi8(v, x[c[15]], 15);
 }
 
+// SpMV of a plan whose entries come in runs of 4 consecutive columns starting at a
+// multiple of 4 (BSR r×c int8 with c % 4 == 0: p.run): x for a run is one 32-bit load, so
+// 8 loads (not 32 vpinsrb) fill a register of 32 x bytes. Same exact int16 products.
+SHRINK_TARGET_AVX2 inline void spmv_runs4_avx2(const sparse_plan_int8& p, const std::int8_t* x, std::int32_t* y,
+                                               index_t r0, index_t r1) {
+  const std::uint32_t* col = p.col.data();
+  const std::int8_t* val = p.values.data();
+  const auto quad = [x](std::uint32_t c) {
+    std::int32_t v;
+    std::memcpy(&v, x + c, 4);
+    return v;
+  };
+  for (index_t i = r0; i < r1; ++i) {
+    index_t k = p.row_ptr[static_cast<std::size_t>(i)];
+    const index_t k1 = p.row_ptr[static_cast<std::size_t>(i) + 1];
+    __m256i a0 = _mm256_setzero_si256(), a1 = _mm256_setzero_si256();
+    for (; k + 32 <= k1; k += 32) {
+      const __m256i xv = _mm256_setr_epi32(quad(col[k]), quad(col[k + 4]), quad(col[k + 8]), quad(col[k + 12]),
+                                           quad(col[k + 16]), quad(col[k + 20]), quad(col[k + 24]), quad(col[k + 28]));
+      const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(val + k));
+      a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(xv)),
+                                                  _mm256_cvtepi8_epi16(_mm256_castsi256_si128(wv))));
+      a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(xv, 1)),
+                                                  _mm256_cvtepi8_epi16(_mm256_extracti128_si256(wv, 1))));
+    }
+    std::int32_t s = x86::hsum(_mm256_add_epi32(a0, a1));
+    for (; k < k1; ++k) s += std::int32_t{val[k]} * std::int32_t{x[col[k]]};
+    y[i] = s;
+  }
+}
+
 SHRINK_TARGET_AVX2 inline void spmv_rows_avx2(const sparse_plan_int8& p, const std::int8_t* x, std::int32_t* y,
                                               index_t r0, index_t r1) {
+  if (p.run % 4 == 0) return spmv_runs4_avx2(p, x, y, r0, r1);
   const std::uint32_t* col = p.col.data();
   const std::int8_t* val = p.values.data();
   for (index_t i = r0; i < r1; ++i) {

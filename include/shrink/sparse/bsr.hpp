@@ -19,6 +19,56 @@ struct block_shape {
   index_t cols = 4;
 };
 
+namespace detail {
+
+/// Checks that `block` is valid and divides rows x cols.
+inline void check_block(const char* who, index_t rows, index_t cols, block_shape block) {
+  const index_t r = block.rows, c = block.cols;
+  SHRINK_REQUIRE(r >= 1 && c >= 1, errc::invalid_argument, who, ": block must be at least 1x1, got ", r, "x", c);
+  SHRINK_REQUIRE(rows % r == 0 && cols % c == 0, errc::shape_mismatch, who, ": block ", r, "x", c,
+                 " does not divide the ", rows, "x", cols, " matrix; expected rows % ", r, " == 0 and cols % ", c,
+                 " == 0 (pad the matrix first)");
+}
+
+/// The element-by-element BSR build shared by every value type: a block is kept when
+/// keep(i, j) holds for any of its entries; kept entries take value(i, j), the other
+/// entries of a kept block V{0}. Fills row_ptr (over block rows), block_col and values.
+template <class V, class Keep, class Value>
+void build_blocks(const char* who, index_t rows, index_t cols, block_shape block, Keep&& keep, Value&& value,
+                  aligned_buffer<std::uint32_t>& row_ptr, column_indices& block_col, aligned_buffer<V>& values) {
+  check_block(who, rows, cols, block);
+  const index_t r = block.rows, c = block.cols, brows = rows / r, bcols = cols / c;
+  auto kept = [&](index_t br, index_t bc) {
+    for (index_t y = 0; y < r; ++y)
+      for (index_t x = 0; x < c; ++x)
+        if (keep(br * r + y, bc * c + x)) return true;
+    return false;
+  };
+  row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(brows) + 1);
+  index_t n = 0;
+  for (index_t br = 0; br < brows; ++br) {
+    for (index_t bc = 0; bc < bcols; ++bc) n += kept(br, bc) ? 1 : 0;
+    check_nnz(who, n * r * c);
+    row_ptr[static_cast<std::size_t>(br) + 1] = static_cast<std::uint32_t>(n);
+  }
+  block_col = column_indices(n, bcols);
+  values = aligned_buffer<V>(static_cast<std::size_t>(n * r * c));
+  index_t b = 0;
+  for (index_t br = 0; br < brows; ++br)
+    for (index_t bc = 0; bc < bcols; ++bc) {
+      if (!kept(br, bc)) continue;
+      block_col.set(b, bc);
+      for (index_t y = 0; y < r; ++y)
+        for (index_t x = 0; x < c; ++x) {
+          const index_t i = br * r + y, j = bc * c + x;
+          values[static_cast<std::size_t>(b * r * c + y * c + x)] = keep(i, j) ? value(i, j) : V{0};
+        }
+      ++b;
+    }
+}
+
+}  // namespace detail
+
 /// BSR: the matrix is tiled into r x c blocks; a block is stored (r*c values, row-major
 /// inside the block) when any of its mask entries is 1, with masked-out entries inside a
 /// stored block set to 0, so to_dense() is exactly weights * mask. `row_ptr` runs over block
@@ -165,48 +215,17 @@ class bsr_f32 {
 
   template <class Keep>
   static bsr_f32 build(const char* who, const_view<float, 2> w, block_shape block, Keep&& keep) {
-    const index_t rows = w.extent(0), cols = w.extent(1), r = block.rows, c = block.cols;
-    SHRINK_REQUIRE(r >= 1 && c >= 1, errc::invalid_argument, who, ": block must be at least 1x1, got ", r, "x", c);
-    SHRINK_REQUIRE(rows % r == 0 && cols % c == 0, errc::shape_mismatch, who, ": block ", r, "x", c,
-                   " does not divide the ", rows, "x", cols, " matrix; expected rows % ", r, " == 0 and cols % ", c,
-                   " == 0 (pad the matrix first)");
     bsr_f32 out;
-    out.rows_ = rows;
-    out.cols_ = cols;
+    out.rows_ = w.extent(0);
+    out.cols_ = w.extent(1);
     out.block_ = block;
-    const index_t brows = rows / r, bcols = cols / c;
-    auto kept = [&](index_t br, index_t bc) {
-      for (index_t y = 0; y < r; ++y)
-        for (index_t x = 0; x < c; ++x)
-          if (keep(br * r + y, bc * c + x)) return true;
-      return false;
-    };
-    out.row_ptr_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(brows) + 1);
-    index_t n = 0;
-    for (index_t br = 0; br < brows; ++br) {
-      for (index_t bc = 0; bc < bcols; ++bc) n += kept(br, bc) ? 1 : 0;
-      detail::check_nnz(who, n * r * c);
-      out.row_ptr_[static_cast<std::size_t>(br) + 1] = static_cast<std::uint32_t>(n);
-    }
-    out.block_col_ = column_indices(n, bcols);
-    out.values_ = aligned_buffer<float>(static_cast<std::size_t>(n * r * c));
-    index_t b = 0;
-    for (index_t br = 0; br < brows; ++br)
-      for (index_t bc = 0; bc < bcols; ++bc) {
-        if (!kept(br, bc)) continue;
-        out.block_col_.set(b, bc);
-        for (index_t y = 0; y < r; ++y)
-          for (index_t x = 0; x < c; ++x) {
-            const index_t i = br * r + y, j = bc * c + x;
-            float v = 0.0f;
-            if (keep(i, j)) {
-              detail::check_finite(who, w(i, j), i, j);
-              v = w(i, j);
-            }
-            out.values_[static_cast<std::size_t>(b * r * c + y * c + x)] = v;
-          }
-        ++b;
-      }
+    detail::build_blocks<float>(
+        who, w.extent(0), w.extent(1), block, keep,
+        [&](index_t i, index_t j) {
+          detail::check_finite(who, w(i, j), i, j);
+          return w(i, j);
+        },
+        out.row_ptr_, out.block_col_, out.values_);
     return out;
   }
 

@@ -97,6 +97,15 @@ inline bool rows_contiguous(const_view<T, 2> v) {
   return v.extent(1) <= 1 || v.stride(1) == 1;
 }
 
+/// Per-row scales of an int8 format: one per row, each finite and positive.
+inline void check_row_scales(const char* who, std::span<const float> s, index_t rows) {
+  SHRINK_REQUIRE(s.size() == static_cast<std::size_t>(rows), errc::shape_mismatch, who, ": expected ", rows,
+                 " row scales, got ", s.size());
+  for (std::size_t i = 0; i < s.size(); ++i)
+    SHRINK_REQUIRE(std::isfinite(s[i]) && s[i] > 0.0f, errc::invalid_argument, who, ": row scale ", i, " is ", s[i],
+                   "; expected a finite positive value");
+}
+
 /// Row pointers are 32-bit: the non-zero count must fit.
 inline void check_nnz(const char* who, index_t nnz) {
   SHRINK_REQUIRE(nnz <= index_t{std::numeric_limits<std::uint32_t>::max()}, errc::overflow, who, ": ", nnz,

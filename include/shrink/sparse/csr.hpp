@@ -330,11 +330,7 @@ class csr_int8 : public csr_base<std::int8_t> {
 
  private:
   static void check_scales(const char* who, std::span<const float> s, index_t rows) {
-    SHRINK_REQUIRE(s.size() == static_cast<std::size_t>(rows), errc::shape_mismatch, who, ": expected ", rows,
-                   " row scales, got ", s.size());
-    for (std::size_t i = 0; i < s.size(); ++i)
-      SHRINK_REQUIRE(std::isfinite(s[i]) && s[i] > 0.0f, errc::invalid_argument, who, ": row scale ", i, " is ",
-                     s[i], "; expected a finite positive value");
+    detail::check_row_scales(who, s, rows);
   }
   aligned_buffer<float> row_scales_;
 };

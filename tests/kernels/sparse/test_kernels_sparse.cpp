@@ -195,6 +195,52 @@ TEST_CASE("spmv/spmm bsr f32: blocks 1x4 4x1 8x1 16x1 4x4 match the dense produc
   }
 }
 
+TEST_CASE("spmv/spmm bsr int8: blocks 1x4 4x1 8x1 16x1 4x4 give the exact int32 product on every path") {
+  for (auto blk : {sp::block_shape{1, 4}, sp::block_shape{4, 1}, sp::block_shape{8, 1}, sp::block_shape{16, 1},
+                   sp::block_shape{4, 4}}) {
+    const index_t rows = 32, cols = 160;  // rows of up to 160 entries: several 32-entry steps per row
+    auto q = testing::full_range<std::int8_t>(static_cast<std::size_t>(rows * cols), 31);
+    auto m = random_mask(rows, cols, 0.1, 32);
+    for (index_t j = 0; j < cols; ++j) m[static_cast<std::size_t>(5 * cols + j)] = 1;  // a full row (block row)
+    std::vector<float> scales(static_cast<std::size_t>(rows), 0.25f);
+    const auto a = sp::bsr_int8::from_quantized(const_view<std::int8_t, 2>(q.data(), shape<2>{rows, cols}), scales,
+                                                const_view<std::uint8_t, 2>(m.data(), shape<2>{rows, cols}), blk);
+    const auto plan = k::make_plan(a);
+    CHECK(plan.run == blk.cols);
+    CHECK(plan.row_group == blk.rows);
+    CHECK(plan.row_scale[0] == 0.25f);
+    for (index_t batch : {index_t{1}, index_t{7}, index_t{64}, index_t{100}})
+      for (const bool x_min : {false, true}) {
+        auto x = testing::full_range<std::int8_t>(static_cast<std::size_t>(cols * batch), 33 + static_cast<std::uint64_t>(batch));
+        for (auto& v : x)
+          if (v == -128 && !x_min) v = -127;
+        if (x_min) x[0] = -128;
+        // Oracle: the masked codes (the zeros a kept block stores add nothing).
+        std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * batch), 0);
+        for (index_t i = 0; i < rows; ++i)
+          for (index_t j = 0; j < cols; ++j)
+            if (m[static_cast<std::size_t>(i * cols + j)])
+              for (index_t b = 0; b < batch; ++b)
+                expected[static_cast<std::size_t>(i * batch + b)] +=
+                    int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
+        testing::for_each_isa([&](k::isa) {
+          INFO("block " << blk.rows << "x" << blk.cols << " batch " << batch << " x has -128 " << x_min);
+          for (int threads : {1, 3}) {
+            std::vector<std::int32_t> y(expected.size(), 7);
+            k::spmm(plan, const_view<std::int8_t, 2>(x.data(), shape<2>{cols, batch}),
+                    tensor_view<std::int32_t, 2>(y.data(), shape<2>{rows, batch}), context{threads});
+            REQUIRE(y == expected);
+            if (batch == 1) {  // runs of 4 columns (c = 4): one 32-bit x load per run
+              std::vector<std::int32_t> yv(expected.size(), 7);
+              k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(yv), context{threads});
+              REQUIRE(yv == expected);
+            }
+          }
+        });
+      }
+  }
+}
+
 TEST_CASE("spmv/spmm csr codebook: 8, 16 and 40 centroids decode through the table") {
   for (std::size_t kc : {3u, 8u, 16u, 40u}) {
     INFO(kc << " centroids");
