@@ -253,8 +253,8 @@ namespace sparse_detail {
 /// Lowers BSR (fp32 or int8 values): each block row becomes r rows whose entries are the
 /// blocks' rows, columns consecutive inside a block (so SpMM reads c consecutive rows of X
 /// per block); run = c and row_group = r tell the SpMV kernels so.
-template <class V, class Bsr>
-sparse_plan<V> lower_bsr(const Bsr& a, const char* who) {
+template <class V>
+sparse_plan<V> lower_bsr(const sparse::bsr_base<V>& a, const char* who) {
   sparse_plan<V> p;
   check_columns(a.cols());
   sparse::detail::check_nnz(who, a.blocks() * a.block().rows * a.block().cols);

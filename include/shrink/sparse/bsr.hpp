@@ -30,51 +30,94 @@ inline void check_block(const char* who, index_t rows, index_t cols, block_shape
                  " == 0 (pad the matrix first)");
 }
 
-/// The element-by-element BSR build shared by every value type: a block is kept when
-/// keep(i, j) holds for any of its entries; kept entries take value(i, j), the other
-/// entries of a kept block V{0}. Fills row_ptr (over block rows), block_col and values.
-template <class V, class Keep, class Value>
-void build_blocks(const char* who, index_t rows, index_t cols, block_shape block, Keep&& keep, Value&& value,
-                  aligned_buffer<std::uint32_t>& row_ptr, column_indices& block_col, aligned_buffer<V>& values) {
-  check_block(who, rows, cols, block);
-  const index_t r = block.rows, c = block.cols, brows = rows / r, bcols = cols / c;
-  auto kept = [&](index_t br, index_t bc) {
-    for (index_t y = 0; y < r; ++y)
-      for (index_t x = 0; x < c; ++x)
-        if (keep(br * r + y, bc * c + x)) return true;
-    return false;
-  };
-  row_ptr = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(brows) + 1);
-  index_t n = 0;
-  for (index_t br = 0; br < brows; ++br) {
-    for (index_t bc = 0; bc < bcols; ++bc) n += kept(br, bc) ? 1 : 0;
-    check_nnz(who, n * r * c);
-    row_ptr[static_cast<std::size_t>(br) + 1] = static_cast<std::uint32_t>(n);
-  }
-  block_col = column_indices(n, bcols);
-  values = aligned_buffer<V>(static_cast<std::size_t>(n * r * c));
-  index_t b = 0;
-  for (index_t br = 0; br < brows; ++br)
-    for (index_t bc = 0; bc < bcols; ++bc) {
-      if (!kept(br, bc)) continue;
-      block_col.set(b, bc);
-      for (index_t y = 0; y < r; ++y)
-        for (index_t x = 0; x < c; ++x) {
-          const index_t i = br * r + y, j = bc * c + x;
-          values[static_cast<std::size_t>(b * r * c + y * c + x)] = keep(i, j) ? value(i, j) : V{0};
-        }
-      ++b;
-    }
-}
-
 }  // namespace detail
 
-/// BSR: the matrix is tiled into r x c blocks; a block is stored (r*c values, row-major
-/// inside the block) when any of its mask entries is 1, with masked-out entries inside a
-/// stored block set to 0, so to_dense() is exactly weights * mask. `row_ptr` runs over block
-/// rows, `block_col` holds the block-column index of each stored block (16-bit when
-/// cols / c <= 65,536).
-class bsr_f32 {
+/// The block structure and values of a BSR matrix, shared by bsr_f32 and bsr_int8. The
+/// matrix is tiled into r x c blocks; a block is stored (r*c values, row-major inside the
+/// block) when any of its mask entries is 1, with masked-out entries inside a stored block
+/// set to 0. `row_ptr` runs over block rows, `block_col` holds the block-column index of
+/// each stored block (16-bit when cols / c <= 65,536).
+template <class V>
+class bsr_base {
+ public:
+  using value_type = V;
+
+  [[nodiscard]] index_t rows() const noexcept { return rows_; }
+  [[nodiscard]] index_t cols() const noexcept { return cols_; }
+  [[nodiscard]] block_shape block() const noexcept { return block_; }
+  [[nodiscard]] index_t blocks() const noexcept { return block_col_.size(); }
+  [[nodiscard]] std::span<const std::uint32_t> row_ptr() const noexcept { return row_ptr_.span(); }
+  [[nodiscard]] const column_indices& block_col() const noexcept { return block_col_; }
+  /// blocks() * r * c values, block after block, row-major inside a block.
+  [[nodiscard]] std::span<const V> values() const noexcept { return values_.span(); }
+
+ protected:
+  /// The element-by-element build: a block is kept when keep(i, j) holds for any of its
+  /// entries; kept entries take value(i, j), the other entries of a kept block V{0}.
+  template <class Keep, class Value>
+  void build_blocks(const char* who, index_t rows, index_t cols, block_shape block, Keep&& keep, Value&& value) {
+    detail::check_block(who, rows, cols, block);
+    rows_ = rows;
+    cols_ = cols;
+    block_ = block;
+    const index_t r = block.rows, c = block.cols, brows = rows / r, bcols = cols / c;
+    auto kept = [&](index_t br, index_t bc) {
+      for (index_t y = 0; y < r; ++y)
+        for (index_t x = 0; x < c; ++x)
+          if (keep(br * r + y, bc * c + x)) return true;
+      return false;
+    };
+    row_ptr_ = aligned_buffer<std::uint32_t>(static_cast<std::size_t>(brows) + 1);
+    index_t n = 0;
+    for (index_t br = 0; br < brows; ++br) {
+      for (index_t bc = 0; bc < bcols; ++bc) n += kept(br, bc) ? 1 : 0;
+      detail::check_nnz(who, n * r * c);
+      row_ptr_[static_cast<std::size_t>(br) + 1] = static_cast<std::uint32_t>(n);
+    }
+    block_col_ = column_indices(n, bcols);
+    values_ = aligned_buffer<V>(static_cast<std::size_t>(n * r * c));
+    index_t b = 0;
+    for (index_t br = 0; br < brows; ++br)
+      for (index_t bc = 0; bc < bcols; ++bc) {
+        if (!kept(br, bc)) continue;
+        block_col_.set(b, bc);
+        for (index_t y = 0; y < r; ++y)
+          for (index_t x = 0; x < c; ++x) {
+            const index_t i = br * r + y, j = bc * c + x;
+            values_[static_cast<std::size_t>(b * r * c + y * c + x)] = keep(i, j) ? value(i, j) : V{0};
+          }
+        ++b;
+      }
+  }
+
+  /// The dense matrix with decode(i, v) at every stored entry (row i, value v), 0 elsewhere.
+  template <class Decode>
+  [[nodiscard]] tensor<float, 2> expand(Decode&& decode) const {
+    tensor<float, 2> out(shape<2>{rows_, cols_});
+    const index_t r = block_.rows, c = block_.cols;
+    for (index_t br = 0; br < rows_ / r; ++br)
+      for (index_t b = row_ptr_[static_cast<std::size_t>(br)]; b < row_ptr_[static_cast<std::size_t>(br) + 1]; ++b)
+        for (index_t y = 0; y < r; ++y)
+          for (index_t x = 0; x < c; ++x)
+            out(br * r + y, block_col_[b] * c + x) =
+                decode(br * r + y, values_[static_cast<std::size_t>(b * r * c + y * c + x)]);
+    return out;
+  }
+
+  /// 4 (rows / r + 1) + (2 or 4) blocks + sizeof(V) r c blocks.
+  [[nodiscard]] std::size_t structure_bytes() const noexcept {
+    return row_ptr_.size_bytes() + block_col_.bytes() + values_.size_bytes();
+  }
+
+  index_t rows_ = 0, cols_ = 0;
+  block_shape block_{};
+  aligned_buffer<std::uint32_t> row_ptr_{1};
+  column_indices block_col_;
+  aligned_buffer<V> values_;
+};
+
+/// BSR with fp32 values (bsr_base's layout): to_dense() is exactly weights * mask.
+class bsr_f32 : public bsr_base<float> {
  public:
   bsr_f32() = default;
 
@@ -110,29 +153,11 @@ class bsr_f32 {
                  [&](index_t i, index_t j) { return weights(i, j) != 0.0f; });
   }
 
-  [[nodiscard]] index_t rows() const noexcept { return rows_; }
-  [[nodiscard]] index_t cols() const noexcept { return cols_; }
-  [[nodiscard]] block_shape block() const noexcept { return block_; }
-  [[nodiscard]] index_t blocks() const noexcept { return block_col_.size(); }
-  [[nodiscard]] std::span<const std::uint32_t> row_ptr() const noexcept { return row_ptr_.span(); }
-  [[nodiscard]] const column_indices& block_col() const noexcept { return block_col_; }
-  /// blocks() * r * c values, block after block, row-major inside a block.
-  [[nodiscard]] std::span<const float> values() const noexcept { return values_.span(); }
-
   [[nodiscard]] tensor<float, 2> to_dense() const {
-    tensor<float, 2> out(shape<2>{rows_, cols_});
-    const index_t r = block_.rows, c = block_.cols;
-    for (index_t br = 0; br < rows_ / r; ++br)
-      for (index_t b = row_ptr_[static_cast<std::size_t>(br)]; b < row_ptr_[static_cast<std::size_t>(br) + 1]; ++b)
-        for (index_t y = 0; y < r; ++y)
-          for (index_t x = 0; x < c; ++x)
-            out(br * r + y, block_col_[b] * c + x) = values_[static_cast<std::size_t>(b * r * c + y * c + x)];
-    return out;
+    return expand([](index_t, float v) { return v; });
   }
   /// 4 (rows / r + 1) + (2 or 4) blocks + 4 r c blocks.
-  [[nodiscard]] std::size_t bytes() const noexcept {
-    return row_ptr_.size_bytes() + block_col_.bytes() + values_.size_bytes();
-  }
+  [[nodiscard]] std::size_t bytes() const noexcept { return structure_bytes(); }
 
  private:
   /// Shapes the fast path takes: a valid block that divides a non-empty matrix with contiguous
@@ -216,24 +241,12 @@ class bsr_f32 {
   template <class Keep>
   static bsr_f32 build(const char* who, const_view<float, 2> w, block_shape block, Keep&& keep) {
     bsr_f32 out;
-    out.rows_ = w.extent(0);
-    out.cols_ = w.extent(1);
-    out.block_ = block;
-    detail::build_blocks<float>(
-        who, w.extent(0), w.extent(1), block, keep,
-        [&](index_t i, index_t j) {
-          detail::check_finite(who, w(i, j), i, j);
-          return w(i, j);
-        },
-        out.row_ptr_, out.block_col_, out.values_);
+    out.build_blocks(who, w.extent(0), w.extent(1), block, keep, [&](index_t i, index_t j) {
+      detail::check_finite(who, w(i, j), i, j);
+      return w(i, j);
+    });
     return out;
   }
-
-  index_t rows_ = 0, cols_ = 0;
-  block_shape block_{};
-  aligned_buffer<std::uint32_t> row_ptr_{1};
-  column_indices block_col_;
-  aligned_buffer<float> values_;
 };
 
 }  // namespace shrink::sparse

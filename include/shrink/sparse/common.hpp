@@ -1,6 +1,7 @@
 // common.hpp: pieces every sparse format shares: column-index storage (16 or 32 bits, chosen by width) and input checks.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -104,6 +105,23 @@ inline void check_row_scales(const char* who, std::span<const float> s, index_t 
   for (std::size_t i = 0; i < s.size(); ++i)
     SHRINK_REQUIRE(std::isfinite(s[i]) && s[i] > 0.0f, errc::invalid_argument, who, ": row scale ", i, " is ", s[i],
                    "; expected a finite positive value");
+}
+
+/// csr_int8's per-row scales of the kept weights: max_j |w_ij| / 127 over mask(i, j) = 1
+/// (1 for a row with none). Every kept weight must be finite.
+inline aligned_buffer<float> kept_row_scales(const char* who, const_view<float, 2> weights,
+                                             const_view<std::uint8_t, 2> mask) {
+  aligned_buffer<float> scales(static_cast<std::size_t>(weights.extent(0)));
+  for (index_t i = 0; i < weights.extent(0); ++i) {
+    float peak = 0.0f;
+    for (index_t j = 0; j < weights.extent(1); ++j)
+      if (mask(i, j)) {
+        check_finite(who, weights(i, j), i, j);
+        peak = std::max(peak, std::abs(weights(i, j)));
+      }
+    scales[static_cast<std::size_t>(i)] = peak > 0.0f ? peak / 127.0f : 1.0f;
+  }
+  return scales;
 }
 
 /// Row pointers are 32-bit: the non-zero count must fit.

@@ -262,16 +262,7 @@ class csr_int8 : public csr_base<std::int8_t> {
     const char* who = "csr_int8::from_dense";
     detail::check_mask(who, weights, mask);
     csr_int8 out;
-    out.row_scales_ = aligned_buffer<float>(static_cast<std::size_t>(weights.extent(0)));
-    for (index_t i = 0; i < weights.extent(0); ++i) {
-      float peak = 0.0f;
-      for (index_t j = 0; j < weights.extent(1); ++j)
-        if (mask(i, j)) {
-          detail::check_finite(who, weights(i, j), i, j);
-          peak = std::max(peak, std::abs(weights(i, j)));
-        }
-      out.row_scales_[static_cast<std::size_t>(i)] = peak > 0.0f ? peak / 127.0f : 1.0f;
-    }
+    out.row_scales_ = detail::kept_row_scales(who, weights, mask);
     out.build(
         who, weights.extent(0), weights.extent(1), [&](index_t i, index_t j) { return mask(i, j) != 0; },
         [&](index_t i, index_t j) {

@@ -69,6 +69,20 @@ std::vector<float> masked(const std::vector<float>& w, const std::vector<std::ui
   return out;
 }
 
+/// The exact int32 product of the masked int8 codes (rows × cols) with X (cols × batch).
+std::vector<std::int32_t> masked_int8_product(const std::vector<std::int8_t>& q, const std::vector<std::uint8_t>& m,
+                                              const std::vector<std::int8_t>& x, index_t rows, index_t cols,
+                                              index_t batch) {
+  std::vector<std::int32_t> out(static_cast<std::size_t>(rows * batch), 0);
+  for (index_t i = 0; i < rows; ++i)
+    for (index_t j = 0; j < cols; ++j)
+      if (m[static_cast<std::size_t>(i * cols + j)])
+        for (index_t b = 0; b < batch; ++b)
+          out[static_cast<std::size_t>(i * batch + b)] +=
+              int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
+  return out;
+}
+
 const std::vector<index_t> k_batches{1, 2, 7, 8, 16, 17, 33, 64, 100, 129, 256};
 
 // Runs spmv (batch 1) and spmm for every batch on every path and checks the bound.
@@ -216,13 +230,7 @@ TEST_CASE("spmv/spmm bsr int8: blocks 1x4 4x1 8x1 16x1 4x4 give the exact int32 
           if (v == -128 && !x_min) v = -127;
         if (x_min) x[0] = -128;
         // Oracle: the masked codes (the zeros a kept block stores add nothing).
-        std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * batch), 0);
-        for (index_t i = 0; i < rows; ++i)
-          for (index_t j = 0; j < cols; ++j)
-            if (m[static_cast<std::size_t>(i * cols + j)])
-              for (index_t b = 0; b < batch; ++b)
-                expected[static_cast<std::size_t>(i * batch + b)] +=
-                    int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
+        const auto expected = masked_int8_product(q, m, x, rows, cols, batch);
         testing::for_each_isa([&](k::isa) {
           INFO("block " << blk.rows << "x" << blk.cols << " batch " << batch << " x has -128 " << x_min);
           for (int threads : {1, 3}) {
@@ -282,13 +290,7 @@ TEST_CASE("spmv/spmm csr int8: bit-exact int32 on every path, extremes and last 
           if (v == -128) v = -127;
         // The only −128, if any: the last element, so the scan must reach the end.
         if (x_has_min) x.back() = -128;
-        std::vector<std::int32_t> expected(static_cast<std::size_t>(rows * batch), 0);
-        for (index_t i = 0; i < rows; ++i)
-          for (index_t j = 0; j < cols; ++j)
-            if (m[static_cast<std::size_t>(i * cols + j)])
-              for (index_t b = 0; b < batch; ++b)
-                expected[static_cast<std::size_t>(i * batch + b)] +=
-                    int{q[static_cast<std::size_t>(i * cols + j)]} * int{x[static_cast<std::size_t>(j * batch + b)]};
+        const auto expected = masked_int8_product(q, m, x, rows, cols, batch);
         testing::for_each_isa([&](k::isa) {
           INFO("cols " << cols << " batch " << batch << " x has -128 " << x_has_min);
           std::vector<std::int32_t> y(expected.size(), 7);
