@@ -266,6 +266,10 @@ void register_all() {
       // BSR int8 through the general int8 plan (exact int32): 1x4, the VNNI-shaped block.
       benchmark::RegisterBenchmark(name("spmv_bsr" + blk + "_int8", "shrink", "4096x4096" + tag).c_str(),
                                    [s, r, c](benchmark::State& st) {
+                                     run_spmv_int8(st, k::make_spmv_plan(sp::bsr_int8::from_dense(wview(), mview(s, r, c), {r, c})));
+                                   });
+      benchmark::RegisterBenchmark(name("spmv_bsr" + blk + "_int8", "shrink_general", "4096x4096" + tag).c_str(),
+                                   [s, r, c](benchmark::State& st) {
                                      run_spmv_int8(st, k::make_plan(sp::bsr_int8::from_dense(wview(), mview(s, r, c), {r, c})));
                                    });
       benchmark::RegisterBenchmark(name("spmm_bsr" + blk + "_int8", "shrink", "4096x4096x64" + tag).c_str(),

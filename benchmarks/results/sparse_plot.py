@@ -28,6 +28,7 @@ series = [  # label, name pattern (with {s}), batch
     ('BSR 1x4, batch 1', 'spmv_bsr1x4_f32/shrink/4096x4096_s{s}', 1),
     ('BSR 1x4, batch 64', 'spmm_bsr1x4_f32/shrink/4096x4096x64_s{s}', 64),
     ('BSR 1x4 int8, batch 1', 'spmv_bsr1x4_int8/shrink/4096x4096_s{s}', 1),
+    ('BSR 1x4 int8 general plan (runs of 4), batch 1', 'spmv_bsr1x4_int8/shrink_general/4096x4096_s{s}', 1),
     ('BSR 1x4 int8, batch 64', 'spmm_bsr1x4_int8/shrink/4096x4096x64_s{s}', 64),
     ('BSR 4x4, batch 1', 'spmv_bsr4x4_f32/shrink/4096x4096_s{s}', 1),
     ('BSR 4x4, batch 64', 'spmm_bsr4x4_f32/shrink/4096x4096x64_s{s}', 64),

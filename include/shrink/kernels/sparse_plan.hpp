@@ -584,4 +584,13 @@ inline spmv_plan_int8 make_spmv_plan(const sparse::csr_int8& a, spmv_layout layo
   return p;
 }
 
+/// Lowers BSR int8 to a batch-1 plan: make_plan's rows (the zeros a kept block stores stay
+/// entries, so the sums are unchanged) through make_spmv_plan(csr_int8), window16 included.
+inline spmv_plan_int8 make_spmv_plan(const sparse::bsr_int8& a, spmv_layout layout = spmv_layout::automatic) {
+  const auto rows = make_plan(a);
+  return make_spmv_plan(sparse::csr_int8::from_raw(rows.rows, rows.cols, rows.row_ptr.span(), rows.col.span(),
+                                                   rows.values.span(), a.row_scales()),
+                        layout);
+}
+
 }  // namespace shrink::kernels

@@ -242,6 +242,13 @@ TEST_CASE("spmv/spmm bsr int8: blocks 1x4 4x1 8x1 16x1 4x4 give the exact int32 
               std::vector<std::int32_t> yv(expected.size(), 7);
               k::spmv(plan, std::span<const std::int8_t>(x), std::span<std::int32_t>(yv), context{threads});
               REQUIRE(yv == expected);
+              for (const auto layout : {k::spmv_layout::automatic, k::spmv_layout::index32, k::spmv_layout::bitmap,
+                                        k::spmv_layout::delta8, k::spmv_layout::window16}) {
+                std::vector<std::int32_t> yp(expected.size(), 7);
+                k::spmv(k::make_spmv_plan(a, layout), std::span<const std::int8_t>(x), std::span<std::int32_t>(yp),
+                        context{threads});
+                REQUIRE(yp == expected);
+              }
             }
           }
         });
