@@ -755,12 +755,15 @@ SHRINK_TARGET_AVX2 inline void cb_avx2_rows(const q8_activations& x, const packe
     __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
     __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
     // symmetric8: sign trick on the activation side, |q| (u8, once per R rows) times
-    // c_q·sign(q) (s8) equals c_q·q. Unused (and dropped by the compiler) for affine7.
-    __m256i axl = _mm256_abs_epi8(xl), axh = _mm256_abs_epi8(xh);
-    if constexpr (Affine)
+    // c_q·sign(q) (s8) equals c_q·q. affine7 needs no |q|.
+    __m256i axl = xl, axh = xh;
+    if constexpr (Affine) {
       __asm__("" : "+x"(xl), "+x"(xh));
-    else
+    } else {
+      axl = _mm256_abs_epi8(xl);
+      axh = _mm256_abs_epi8(xh);
       __asm__("" : "+x"(xl), "+x"(xh), "+x"(axl), "+x"(axh));
+    }
     const std::uint8_t* rk = row0 + k / 2;
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
