@@ -132,7 +132,7 @@ void gemv_int4_q8(benchmark::State& state, index_t n, index_t k) {
   }
   state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::q8_detail::k_s4))));
   shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
-  shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes() + w.scales_f16.size_bytes()));
+  shrink::bench::set_bytes(state, static_cast<double>(w.data.size_bytes()));  // weights and scales
 }
 
 // Integer-activation 4-bit codebook (per-tensor centroids coded affine7 by default, or

@@ -191,10 +191,12 @@ inline q8_activations quantize_activations(std::span<const float> x, index_t blo
 // ---------------------------------------------------------------------------------------
 // Int4 per-group weights for the q8 path. Weights are stored offset, u = w + 8 ∈ [0, 15],
 // so vpmaddubsw(u, q) is exact (|15·127·2| < 32767) and Σ w·q = Σ u·q − 8·Σ q, with Σ q
-// per 32 elements precomputed by quantize_activations. Layout (docs/kernels.md): blocks of
-// 8 rows; per (row block, group) group/8 chunks of 32 bytes; in chunk c, byte 4r + j holds
-// row r's element 8c + j in its low nibble and 8c + 4 + j in its high nibble. One chunk
-// unpacks (and / shift+and) into two registers of 8 rows × 4 depth, which a broadcast
+// per 32 elements precomputed by quantize_activations. Layout (docs/kernels.md): panels of
+// 32 rows = 4 blocks of 8 rows; per (panel, group) group/8 chunk rows of 128 bytes, in
+// chunk row c the 32-byte chunk of block b at 32·b, whose byte 4r + j holds row 8b + r's
+// element 8c + j in its low nibble and 8c + 4 + j in its high nibble, then the group's 32
+// scales (fp16 or fp32). So a panel — weights and scales — is one sequential stream. One
+// chunk unpacks (and / shift+and) into two registers of 8 rows × 4 depth, which a broadcast
 // activation quad multiplies: the 8 row sums land in 8 lanes without horizontal adds.
 // Per (row, group): y[n] = fma(s[n,g]·d_x[g], float(idot[n,g]), y[n]), g ascending; the
 // same operations in the same order on every path, so results are bit-identical.
@@ -202,24 +204,39 @@ inline q8_activations quantize_activations(std::span<const float> x, index_t blo
 struct packed_s4q8_weights {
   index_t rows = 0, depth = 0;
   index_t group = 0, groups = 0, depth_padded = 0;
-  index_t row_blocks = 0;  ///< ceil(rows / 8)
+  index_t panels = 0;      ///< ceil(rows / 32)
+  index_t row_blocks = 0;  ///< 4 · panels: blocks of 8 rows, the last ones padded with zero weights
   scale_format scales_format = scale_format::f32;
-  aligned_buffer<std::uint8_t> data;         ///< row_blocks · groups · group · 4 bytes
-  aligned_buffer<float> scales_f32;          ///< row_blocks · groups · 8 (0 past rows)
-  aligned_buffer<std::uint16_t> scales_f16;  ///< same, fp16 bits
+  index_t group_bytes = 0;  ///< per (panel, group): 16 · group bytes of weights + 32 scales (64 or 128 bytes)
+  aligned_buffer<std::uint8_t> data;  ///< panels · groups · group_bytes; weight 0 and scale 0 past rows
 
+  [[nodiscard]] std::size_t group_offset(index_t n, index_t g) const noexcept {
+    return static_cast<std::size_t>(((n / 32) * groups + g) * group_bytes);
+  }
   [[nodiscard]] std::size_t byte_of(index_t n, index_t k) const noexcept {
-    const index_t rb = n / 8, r = n % 8, g = k / group, kk = k % group;
-    return static_cast<std::size_t>(((rb * groups + g) * (group / 8) + kk / 8) * 32 + 4 * r + kk % 4);
+    const index_t b = n / 8 % 4, r = n % 8, kk = k % group;
+    return group_offset(n, k / group) + static_cast<std::size_t>(kk / 8 * 128 + 32 * b + 4 * r + kk % 4);
   }
   /// The signed weight W[n, k] ∈ [−8, 7].
   [[nodiscard]] int at(index_t n, index_t k) const noexcept {
     const int shift = ((k % group) % 8) / 4 * 4;
     return static_cast<int>((data[byte_of(n, k)] >> shift) & 0xF) - 8;
   }
+  /// Where s[n, g] is stored (fp16 bits or fp32, as scales_format says).
+  [[nodiscard]] std::size_t scale_byte(index_t n, index_t g) const noexcept {
+    const std::size_t size = scales_format == scale_format::f32 ? 4 : 2;
+    return group_offset(n, g) + static_cast<std::size_t>(16 * group) + size * static_cast<std::size_t>(n % 32);
+  }
   [[nodiscard]] float scale(index_t n, index_t g) const noexcept {
-    const auto i = static_cast<std::size_t>(((n / 8) * groups + g) * 8 + n % 8);
-    return scales_format == scale_format::f32 ? scales_f32[i] : half_bits_to_float(scales_f16[i]);
+    const std::uint8_t* src = data.data() + scale_byte(n, g);
+    if (scales_format == scale_format::f32) {
+      float v;
+      std::memcpy(&v, src, sizeof v);
+      return v;
+    }
+    std::uint16_t bits;
+    std::memcpy(&bits, src, sizeof bits);
+    return half_bits_to_float(bits);
   }
 };
 
@@ -237,17 +254,20 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
   p.group = w.group;
   p.groups = w.groups;
   p.depth_padded = w.depth_padded;
-  p.row_blocks = (w.rows + 7) / 8;
+  p.panels = (w.rows + 31) / 32;
+  p.row_blocks = 4 * p.panels;
   p.scales_format = w.scales_format;
-  // Every byte is filled below, so no zero fill; huge pages are asked for before that first touch.
-  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.row_blocks * p.groups * p.group * 4), uninitialized);
+  const index_t scale_size = p.scales_format == scale_format::f32 ? 4 : 2;
+  p.group_bytes = 16 * p.group + 32 * scale_size;
+  // Huge pages are asked for before the first touch; every weight byte is then set to 0x88
+  // (offset 8 = weight 0, the padding) and every scale to 0 before the real ones are written.
+  p.data = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(p.panels * p.groups * p.group_bytes), uninitialized);
   prefer_huge_pages(p.data.data(), p.data.size_bytes());
-  std::fill(p.data.begin(), p.data.end(), std::uint8_t{0x88});  // offset 8 = weight 0 (padding)
-  const auto ns = static_cast<std::size_t>(p.row_blocks * p.groups * 8);
-  if (p.scales_format == scale_format::f32)
-    p.scales_f32 = aligned_buffer<float>(ns);
-  else
-    p.scales_f16 = aligned_buffer<std::uint16_t>(ns);
+  for (index_t g = 0; g < p.panels * p.groups; ++g) {
+    std::uint8_t* grp = p.data.data() + g * p.group_bytes;
+    std::fill(grp, grp + 16 * p.group, std::uint8_t{0x88});
+    std::fill(grp + 16 * p.group, grp + p.group_bytes, std::uint8_t{0});
+  }
   for (index_t n = 0; n < w.rows; ++n) {
     for (index_t k = 0; k < w.depth; ++k) {
       const auto u = static_cast<std::uint8_t>(w.at(n, k) + 8);
@@ -256,12 +276,12 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
       b = static_cast<std::uint8_t>((b & ~(0xF << shift)) | (u << shift));
     }
     for (index_t g = 0; g < w.groups; ++g) {
-      const auto i = static_cast<std::size_t>(((n / 8) * p.groups + g) * 8 + n % 8);
       const auto src = static_cast<std::size_t>(n * w.groups + g);
+      std::uint8_t* dst = p.data.data() + p.scale_byte(n, g);
       if (p.scales_format == scale_format::f32)
-        p.scales_f32[i] = w.scales_f32[src];
+        std::memcpy(dst, &w.scales_f32[src], 4);
       else
-        p.scales_f16[i] = w.scales_f16[src];
+        std::memcpy(dst, &w.scales_f16[src], 2);
     }
   }
   return p;
@@ -269,8 +289,8 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
 
 namespace q8_detail {
 
-/// y[n] for the rows of row blocks [b0, b1).
-using s4_fn = void (*)(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y);
+/// y[n] for the rows of panels [p0, p1) (32 rows each).
+using s4_fn = void (*)(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1, float* y);
 
 inline float x_scale(const q8_activations& x, index_t g) noexcept {
   return x.scales[static_cast<std::size_t>(x.block == 0 ? 0 : g)];
@@ -278,8 +298,8 @@ inline float x_scale(const q8_activations& x, index_t g) noexcept {
 
 // ---- reference: the oracle. Signed weights times q (no offset algebra), exact in int32,
 // then the fp32 formula with std::fma.
-inline void s4_reference(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
-  for (index_t n = b0 * 8; n < std::min(w.rows, b1 * 8); ++n) {
+inline void s4_reference(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1, float* y) {
+  for (index_t n = p0 * 32; n < std::min(w.rows, p1 * 32); ++n) {
     float acc = 0.0f;
     for (index_t g = 0; g < w.groups; ++g) {
       std::int32_t dot = 0;
@@ -294,18 +314,17 @@ inline void s4_reference(const q8_activations& x, const packed_s4q8_weights& w, 
 
 // ---- generic (xsimd): a group of one row is unpacked to int32 (offset removed) and dotted
 // with the activations widened on load; the fp32 step as the reference.
-inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
+inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1, float* y) {
   using b32 = xsimd::batch<std::int32_t>;
   constexpr index_t lanes = static_cast<index_t>(b32::size);
   alignas(64) std::int32_t wt[128];
-  for (index_t n = b0 * 8; n < std::min(w.rows, b1 * 8); ++n) {
-    const index_t r = n % 8;
+  for (index_t n = p0 * 32; n < std::min(w.rows, p1 * 32); ++n) {
     float acc = 0.0f;
     for (index_t g = 0; g < w.groups; ++g) {
-      const std::uint8_t* base = w.data.data() + ((n / 8) * w.groups + g) * w.group * 4 + 4 * r;
+      const std::uint8_t* base = w.data.data() + w.byte_of(n, g * w.group);  // chunk 0, row n's 4 bytes
       for (index_t c = 0; c < w.group / 8; ++c)
         for (index_t j = 0; j < 4; ++j) {
-          const unsigned v = base[c * 32 + j];
+          const unsigned v = base[c * 128 + j];
           wt[8 * c + j] = static_cast<std::int32_t>(v & 0xF) - 8;
           wt[8 * c + 4 + j] = static_cast<std::int32_t>(v >> 4) - 8;
         }
@@ -322,50 +341,64 @@ inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, in
 }
 
 #if SHRINK_HAS_X86_PATHS
-// ---- avx2: per (8-row block, group): each 32-byte chunk → two registers of u4 (8 rows ×
-// 4 depth); vpmaddubsw with the broadcast activation quad gives 2 s16 per row; the 8
-// products of 32 elements go into one s16 chain (≤ 8·3810 = 30480, exact; vpaddw wraps, so
+// ---- avx2: per (panel of 4 row blocks, group) and per 32 depth one 512-byte step: each
+// 32-byte chunk → two registers of u4 (8 rows × 4 depth); vpmaddubsw with the broadcast
+// activation quad gives 2 s16 per row, so each quad feeds 8 vpmaddubsw; the 8 products of
+// 32 elements go into one s16 chain per block (≤ 8·3810 = 30480, exact; vpaddw wraps, so
 // only the final sum's range matters), widened once by vpmaddwd(·, 1) into the 8 row lanes.
 // Then −8·Σq, cvtdq2ps, and one fma per group. Per 8 rows × 32 depth: 4 loads, 12 unpack
-// (vpand, vpsrlw+vpand), 8 vpmaddubsw, 7 vpaddw, 1 vpmaddwd + the per-group epilogue.
-// Sub = group / 32 (1, 2, 4) is a template argument so the per-group code is straight-line.
-// RB row blocks run together: each broadcast activation quad feeds 2·RB vpmaddubsw. The
-// next RB blocks are prefetched into L2 at the same offset (RB·32 KiB ahead for K = 8192),
-// one prefetch per 64-byte line: short-distance prefetches left the stream at ≈ 15 GB/s.
-// L1 prefetch distance: 2048 bytes ahead in each row block's stream (512 gave 1.25-1.27 ms
-// at 8192², 2048 1.18-1.23 in three alternating same-machine runs; 4096 was slower again).
-inline constexpr index_t k_s4_prefetch = 2048;  // bytes ahead in each row block's stream, into L1
+// (vpand, vpsrlw+vpand), 8 vpmaddubsw, 7 vpaddw, 1 vpmaddwd + the per-group epilogue: ≈ 35
+// vector ALU ops, so the loop runs at the ALU limit (4 pipes) in about the time DRAM takes
+// to deliver its 128 bytes; only prefetching far enough ahead lets the two overlap. The
+// core's own prefetchers keep too few misses in flight here (no software prefetch: 1.7 ms
+// at 8192², compute + memory serialised), so per 512-byte step the kernel prefetches the
+// panel stream 4 KiB ahead into L1 and 32 KiB ahead into L2, one prefetch per line each,
+// and the group's scale lines likewise (docs/kernels.md, "int4 weights", for the measurements).
+inline constexpr index_t k_s4_prefetch_l1 = 4096;   // bytes ahead in the panel stream, into L1
+inline constexpr index_t k_s4_prefetch_l2 = 32768;  // bytes ahead in the panel stream, into L2
 
-template <bool F16, int Sub, int RB>
-SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const packed_s4q8_weights& w, index_t rb0,
-                                              float* y) {
+/// Prefetches the `Lines` 64-byte lines at `at` + the L1 and the L2 distance.
+template <int Lines>
+inline void s4_prefetch(const std::uint8_t* at) noexcept {
+#pragma GCC unroll 8
+  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_s4_prefetch_l1 + 64 * l), _MM_HINT_T0);
+#pragma GCC unroll 8
+  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_s4_prefetch_l2 + 64 * l), _MM_HINT_T1);
+}
+
+/// The scales of block b's 8 rows as fp32, from a group's scale lines.
+template <bool F16>
+SHRINK_TARGET_AVX2 inline __m256 s4_scales(const std::uint8_t* scales, int b) noexcept {
+  if constexpr (F16) return _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(scales + 16 * b)));
+  else return _mm256_load_ps(reinterpret_cast<const float*>(scales + 32 * b));
+}
+
+/// The 8 rows of block b of panel p from the 8 lanes of `v`, skipping padded rows.
+inline void s4_store_block(const packed_s4q8_weights& w, index_t p, int b, const float* v, float* y) noexcept {
+  const index_t n0 = p * 32 + 8 * b;
+  for (index_t r = 0; r < 8 && n0 + r < w.rows; ++r) y[n0 + r] = v[r];
+}
+
+template <bool F16, int Sub>
+SHRINK_TARGET_AVX2 inline void s4_avx2_panel(const q8_activations& x, const packed_s4q8_weights& w, index_t p,
+                                             float* y) {
   const index_t groups = w.groups;
   const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   const index_t xs_step = x.block != 0 ? 1 : 0;
-  const index_t block_bytes = groups * Sub * 128;
-  const std::uint8_t* wp = w.data.data() + rb0 * block_bytes;
+  const std::uint8_t* wp = w.data.data() + w.group_offset(p * 32, 0);
   const std::int8_t* xq = x.q.data();
   const std::int32_t* s32 = x.sums32.data();
   const float* xs = x.scales.data();
-  const index_t s_stride = groups * 8;
-  const std::uint16_t* sh = F16 ? w.scales_f16.data() + rb0 * s_stride : nullptr;
-  const float* sf = F16 ? nullptr : w.scales_f32.data() + rb0 * s_stride;
-  __m256 acc[RB];
+  __m256 acc[4];
 #pragma GCC unroll 4
-  for (int b = 0; b < RB; ++b) acc[b] = _mm256_setzero_ps();
+  for (int b = 0; b < 4; ++b) acc[b] = _mm256_setzero_ps();
   for (index_t g = 0; g < groups; ++g) {
-    __m256i i32[RB];
+    __m256i i32[4];
     std::int32_t sq = 0;
 #pragma GCC unroll 4
-    for (int e = 0; e < Sub; ++e) {  // 32 elements = 4 chunks = 128 bytes per row block
-      __m256i s16[RB];
-#pragma GCC unroll 4
-      for (int b = 0; b < RB; ++b) {
-        _mm_prefetch(reinterpret_cast<const char*>(wp + b * block_bytes + k_s4_prefetch), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(wp + b * block_bytes + k_s4_prefetch + 64), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(wp + (b + RB) * block_bytes), _MM_HINT_T1);
-        _mm_prefetch(reinterpret_cast<const char*>(wp + (b + RB) * block_bytes + 64), _MM_HINT_T1);
-      }
+    for (int e = 0; e < Sub; ++e) {  // 32 depth = 4 chunks per block = one 512-byte step
+      s4_prefetch<8>(wp);
+      __m256i s16[4];
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
         std::int32_t qa, qb;
@@ -373,158 +406,144 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_blocks(const q8_activations& x, const pac
         std::memcpy(&qb, xq + 8 * c + 4, 4);
         const __m256i xa = _mm256_set1_epi32(qa), xb = _mm256_set1_epi32(qb);
 #pragma GCC unroll 4
-        for (int b = 0; b < RB; ++b) {
-          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + b * block_bytes + 32 * c));
+        for (int b = 0; b < 4; ++b) {
+          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + 128 * c + 32 * b));
           const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
-          s16[b] = c == 0 ? p : _mm256_add_epi16(s16[b], p);
+          const __m256i prod = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
+          s16[b] = c == 0 ? prod : _mm256_add_epi16(s16[b], prod);
           // Keeps the chain in order: GCC otherwise reassociates the integer adds into a tree
-          // at the end and spills the 2·RB·4 vpmaddubsw results (measured: ≈ 20 stack stores
-          // per 32 depth).
+          // at the end and spills the vpmaddubsw results (measured: ≈ 20 stack stores per step).
           __asm__("" : "+x"(s16[b]));
         }
       }
 #pragma GCC unroll 4
-      for (int b = 0; b < RB; ++b) {
+      for (int b = 0; b < 4; ++b) {
         const __m256i t = _mm256_madd_epi16(s16[b], ones);
         i32[b] = e == 0 ? t : _mm256_add_epi32(i32[b], t);
       }
       sq += s32[e];
-      wp += 128;
+      wp += 512;
       xq += 32;
     }
     s32 += Sub;
     const __m256i corr = _mm256_set1_epi32(8 * sq);
     const __m256 dx = _mm256_set1_ps(*xs);
     xs += xs_step;
+    s4_prefetch<F16 ? 1 : 2>(wp);  // the scales, 32 fp16 or fp32 after the weights
 #pragma GCC unroll 4
-    for (int b = 0; b < RB; ++b) {
-      const __m256 sc = F16 ? _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sh + b * s_stride)))
-                            : _mm256_loadu_ps(sf + b * s_stride);
+    for (int b = 0; b < 4; ++b) {
+      const __m256 sc = s4_scales<F16>(wp, b);
       acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(sc, dx), _mm256_cvtepi32_ps(_mm256_sub_epi32(i32[b], corr)), acc[b]);
     }
-    if constexpr (F16) sh += 8; else sf += 8;
+    wp += F16 ? 64 : 128;
   }
 #pragma GCC unroll 4
-  for (int b = 0; b < RB; ++b) {
+  for (int b = 0; b < 4; ++b) {
     alignas(32) float out[8];
     _mm256_store_ps(out, acc[b]);
-    for (index_t r = 0; r < 8 && (rb0 + b) * 8 + r < w.rows; ++r) y[(rb0 + b) * 8 + r] = out[r];
+    s4_store_block(w, p, b, out, y);
   }
 }
 
 template <bool F16, int Sub>
-SHRINK_TARGET_AVX2 inline void s4_avx2_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t b0,
-                                            index_t b1, float* y) {
-  index_t rb = b0;
-  for (; rb + 4 <= b1; rb += 4) s4_avx2_blocks<F16, Sub, 4>(x, w, rb, y);
-  for (; rb + 2 <= b1; rb += 2) s4_avx2_blocks<F16, Sub, 2>(x, w, rb, y);
-  for (; rb < b1; ++rb) s4_avx2_blocks<F16, Sub, 1>(x, w, rb, y);
+SHRINK_TARGET_AVX2 inline void s4_avx2_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t p0,
+                                            index_t p1, float* y) {
+  for (index_t p = p0; p < p1; ++p) s4_avx2_panel<F16, Sub>(x, w, p, y);
 }
 
 template <bool F16>
-SHRINK_TARGET_AVX2 inline void s4_avx2_sub(const q8_activations& x, const packed_s4q8_weights& w, index_t b0,
-                                           index_t b1, float* y) {
+SHRINK_TARGET_AVX2 inline void s4_avx2_sub(const q8_activations& x, const packed_s4q8_weights& w, index_t p0,
+                                           index_t p1, float* y) {
   switch (w.group) {
-    case 32: s4_avx2_impl<F16, 1>(x, w, b0, b1, y); break;
-    case 64: s4_avx2_impl<F16, 2>(x, w, b0, b1, y); break;
-    default: s4_avx2_impl<F16, 4>(x, w, b0, b1, y); break;
+    case 32: s4_avx2_impl<F16, 1>(x, w, p0, p1, y); break;
+    case 64: s4_avx2_impl<F16, 2>(x, w, p0, p1, y); break;
+    default: s4_avx2_impl<F16, 4>(x, w, p0, p1, y); break;
   }
 }
 
-// ---- avx512_vnni: a zmm holds the same 32-byte chunk of two row blocks (16 rows × 4
-// depth), so one broadcast activation quad serves both halves, and vpdpbusd (u8 × s8, four
-// products into each int32 lane, no saturation) replaces vpmaddubsw + the s16 sums +
-// vpmaddwd: 16 row sums land directly in 16 lanes. Same fp32 steps as every path; a last odd
-// row block runs the AVX2 code. Tested through SIMDe only (this machine has no AVX-512).
-// GCC 12 reports its own _mm512_undefined_epi32() inside the broadcast/insert intrinsics as
-// maybe-uninitialized (a false positive: every lane is written).
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// ---- avx512_vnni: a zmm holds one 64-byte half of a step, the same chunk of two row
+// blocks (16 rows × 4 depth), so one broadcast activation quad serves both, and vpdpbusd
+// (u8 × s8, four products into each int32 lane, no saturation) replaces vpmaddubsw + the
+// s16 sums + vpmaddwd: 16 row sums land directly in 16 lanes. Same stream, prefetches and
+// fp32 steps as the AVX2 panel. Tested through SIMDe only (this machine has no AVX-512).
 template <bool F16, int Sub>
-SHRINK_TARGET_AVX512_VNNI inline void s4_avx512_vnni_pair(const q8_activations& x, const packed_s4q8_weights& w,
-                                                          index_t rb0, float* y) {
+SHRINK_TARGET_AVX512_VNNI inline void s4_avx512_vnni_panel(const q8_activations& x, const packed_s4q8_weights& w,
+                                                           index_t p, float* y) {
   const index_t groups = w.groups;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const index_t xs_step = x.block != 0 ? 1 : 0;
-  const index_t block_bytes = groups * Sub * 128;
-  const std::uint8_t* wp = w.data.data() + rb0 * block_bytes;
+  const std::uint8_t* wp = w.data.data() + w.group_offset(p * 32, 0);
   const std::int8_t* xq = x.q.data();
   const std::int32_t* s32 = x.sums32.data();
   const float* xs = x.scales.data();
-  const index_t s0 = rb0 * groups * 8, s1 = s0 + groups * 8;
-  // The fp32 steps run on the two 256-bit halves (AVX2 + F16C): SIMDe 0.7.4 lacks
+  // The fp32 steps run on 256-bit quarters (AVX2 + F16C): SIMDe 0.7.4 lacks
   // _mm512_cvtepi32_ps, and GCC 12's 256→512 casts trip -Wmaybe-uninitialized.
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  alignas(64) std::int32_t lanes[16];
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  alignas(64) std::int32_t lanes[32];
   for (index_t g = 0; g < groups; ++g) {
-    __m512i i32 = _mm512_setzero_si512();
+    __m512i i32[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
     std::int32_t sq = 0;
     for (int e = 0; e < Sub; ++e) {
+      s4_prefetch<8>(wp);
       for (int c = 0; c < 4; ++c) {
-        const __m256i v0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + 32 * c));
-        const __m256i v1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + block_bytes + 32 * c));
-        const __m512i v = _mm512_inserti64x4(_mm512_broadcast_i64x4(v0), v1, 1);  // lanes 0-7 rb0, 8-15 rb0+1
         std::int32_t qa, qb;
         std::memcpy(&qa, xq + 8 * c, 4);
         std::memcpy(&qb, xq + 8 * c + 4, 4);
-        i32 = _mm512_dpbusd_epi32(i32, _mm512_and_si512(v, m4), _mm512_set1_epi32(qa));
-        i32 = _mm512_dpbusd_epi32(i32, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), _mm512_set1_epi32(qb));
+        const __m512i xa = _mm512_set1_epi32(qa), xb = _mm512_set1_epi32(qb);
+        for (int h = 0; h < 2; ++h) {  // blocks 2h and 2h + 1
+          const __m512i v = _mm512_load_si512(wp + 128 * c + 64 * h);
+          i32[h] = _mm512_dpbusd_epi32(i32[h], _mm512_and_si512(v, m4), xa);
+          i32[h] = _mm512_dpbusd_epi32(i32[h], _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), xb);
+        }
       }
       sq += s32[e];
-      wp += 128;
+      wp += 512;
       xq += 32;
     }
     s32 += Sub;
-    _mm512_store_si512(lanes, _mm512_sub_epi32(i32, _mm512_set1_epi32(8 * sq)));
-    __m256 sc0, sc1;
-    if constexpr (F16) {
-      sc0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales_f16.data() + s0 + g * 8)));
-      sc1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.scales_f16.data() + s1 + g * 8)));
-    } else {
-      sc0 = _mm256_loadu_ps(w.scales_f32.data() + s0 + g * 8);
-      sc1 = _mm256_loadu_ps(w.scales_f32.data() + s1 + g * 8);
-    }
+    const __m512i corr = _mm512_set1_epi32(8 * sq);
+    _mm512_store_si512(lanes, _mm512_sub_epi32(i32[0], corr));
+    _mm512_store_si512(lanes + 16, _mm512_sub_epi32(i32[1], corr));
     const __m256 dx = _mm256_set1_ps(*xs);
-    acc0 = _mm256_fmadd_ps(_mm256_mul_ps(sc0, dx),
-                           _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes))), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_mul_ps(sc1, dx),
-                           _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8))), acc1);
     xs += xs_step;
+    s4_prefetch<F16 ? 1 : 2>(wp);
+    for (int b = 0; b < 4; ++b) {
+      const __m256 sc = s4_scales<F16>(wp, b);
+      acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(sc, dx),
+                               _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8 * b))), acc[b]);
+    }
+    wp += F16 ? 64 : 128;
   }
-  alignas(32) float out[16];
-  _mm256_store_ps(out, acc0);
-  _mm256_store_ps(out + 8, acc1);
-  for (index_t r = 0; r < 16 && rb0 * 8 + r < w.rows; ++r) y[rb0 * 8 + r] = out[r];
+  for (int b = 0; b < 4; ++b) {
+    alignas(32) float out[8];
+    _mm256_store_ps(out, acc[b]);
+    s4_store_block(w, p, b, out, y);
+  }
 }
 
-#pragma GCC diagnostic pop
-
 template <bool F16, int Sub>
-inline void s4_avx512_vnni_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1,
+inline void s4_avx512_vnni_impl(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1,
                                 float* y) {
-  index_t rb = b0;
-  for (; rb + 2 <= b1; rb += 2) s4_avx512_vnni_pair<F16, Sub>(x, w, rb, y);
-  if (rb < b1) s4_avx2_blocks<F16, Sub, 1>(x, w, rb, y);
+  for (index_t p = p0; p < p1; ++p) s4_avx512_vnni_panel<F16, Sub>(x, w, p, y);
 }
 
 template <bool F16>
-inline void s4_avx512_vnni_sub(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1,
+inline void s4_avx512_vnni_sub(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1,
                                float* y) {
   switch (w.group) {
-    case 32: s4_avx512_vnni_impl<F16, 1>(x, w, b0, b1, y); break;
-    case 64: s4_avx512_vnni_impl<F16, 2>(x, w, b0, b1, y); break;
-    default: s4_avx512_vnni_impl<F16, 4>(x, w, b0, b1, y); break;
+    case 32: s4_avx512_vnni_impl<F16, 1>(x, w, p0, p1, y); break;
+    case 64: s4_avx512_vnni_impl<F16, 2>(x, w, p0, p1, y); break;
+    default: s4_avx512_vnni_impl<F16, 4>(x, w, p0, p1, y); break;
   }
 }
 
-inline void s4_avx512_vnni(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
-  w.scales_format == scale_format::f16 ? s4_avx512_vnni_sub<true>(x, w, b0, b1, y)
-                                       : s4_avx512_vnni_sub<false>(x, w, b0, b1, y);
+inline void s4_avx512_vnni(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1, float* y) {
+  w.scales_format == scale_format::f16 ? s4_avx512_vnni_sub<true>(x, w, p0, p1, y)
+                                       : s4_avx512_vnni_sub<false>(x, w, p0, p1, y);
 }
 
-inline void s4_avx2(const q8_activations& x, const packed_s4q8_weights& w, index_t b0, index_t b1, float* y) {
-  w.scales_format == scale_format::f16 ? s4_avx2_sub<true>(x, w, b0, b1, y) : s4_avx2_sub<false>(x, w, b0, b1, y);
+inline void s4_avx2(const q8_activations& x, const packed_s4q8_weights& w, index_t p0, index_t p1, float* y) {
+  w.scales_format == scale_format::f16 ? s4_avx2_sub<true>(x, w, p0, p1, y) : s4_avx2_sub<false>(x, w, p0, p1, y);
 }
 #endif
 
@@ -545,9 +564,9 @@ inline const std::array<implementation<s4_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_s
 /// thread count. Running never allocates.
 inline void gemv_s4_q8(const q8_activations& x, const packed_s4q8_weights& w, std::span<float> y,
                        const context& ctx = {}) {
-  SHRINK_REQUIRE(w.rows > 0 && w.group > 0 && w.data.size() == static_cast<std::size_t>(w.row_blocks * w.groups * w.group * 4) &&
-                     (w.scales_format == scale_format::f32 ? w.scales_f32.size() : w.scales_f16.size()) ==
-                         static_cast<std::size_t>(w.row_blocks * w.groups * 8),
+  SHRINK_REQUIRE(w.rows > 0 && w.group > 0 && w.panels == (w.rows + 31) / 32 &&
+                     w.group_bytes == 16 * w.group + (w.scales_format == scale_format::f32 ? 128 : 64) &&
+                     w.data.size() == static_cast<std::size_t>(w.panels * w.groups * w.group_bytes),
                  errc::invalid_argument, "gemv_s4_q8: packed weights are empty or inconsistent; use pack_s4q8_weights");
   SHRINK_REQUIRE(x.depth == w.depth && x.q.size() == static_cast<std::size_t>(x.depth_padded) &&
                      x.depth_padded >= w.depth_padded,
@@ -558,7 +577,7 @@ inline void gemv_s4_q8(const q8_activations& x, const packed_s4q8_weights& w, st
                  " elements, expected ", w.rows);
   SHRINK_REQUIRE(y.data() != nullptr, errc::invalid_argument, "gemv_s4_q8: null output");
   const auto fn = select(q8_detail::k_s4);
-  parallel_for(ctx, 0, w.row_blocks, 2, [&](index_t b0, index_t b1) { fn(x, w, b0, b1, y.data()); });
+  parallel_for(ctx, 0, w.panels, 1, [&](index_t p0, index_t p1) { fn(x, w, p0, p1, y.data()); });
 }
 
 /// Quantizes x (into the caller's buffer `xq`, made by make_q8_activations) and runs

@@ -143,7 +143,7 @@ TEST_CASE("gemv_s4_q8 is bit-exact with the integer-dot oracle on every path") {
   const std::vector<cfg> cfgs = {{1, 1, 32, 32, false},   {7, 31, 32, 0, true},     {8, 32, 32, 32, false},
                                  {19, 256, 32, 32, true}, {33, 200, 64, 64, false}, {9, 131, 128, 0, true},
                                  {40, 96, 32, 0, false},  {17, 1000, 128, 128, true}, {64, 2048, 32, 32, true},
-                                 // 4-block (32-row) AVX2 passes with group 64/128 and a 2- or 1-block tail
+                                 // 32-row panels with group 64/128 and a last panel of 25 or 18 real rows
                                  {57, 384, 128, 128, false}, {50, 320, 64, 0, true}};
   int seed = 0;
   for (const auto& c : cfgs) {
