@@ -548,7 +548,8 @@ inline const std::array<implementation<s4_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_s
 /// thread count. Running never allocates.
 inline void gemv_s4_q8(const q8_activations& x, const packed_s4q8_weights& w, std::span<float> y,
                        const context& ctx = {}) {
-  SHRINK_REQUIRE(w.rows > 0 && w.group > 0 && w.panels == (w.rows + 31) / 32 &&
+  SHRINK_REQUIRE(w.rows > 0 && (w.group == 32 || w.group == 64 || w.group == 128) && w.panels == (w.rows + 31) / 32 &&
+                     w.groups * w.group == w.depth_padded && w.depth_padded >= w.depth &&
                      w.group_bytes == 16 * w.group + (w.scales_format == scale_format::f32 ? 128 : 64) &&
                      w.data.size() == static_cast<std::size_t>(w.panels * w.groups * w.group_bytes),
                  errc::invalid_argument, "gemv_s4_q8: packed weights are empty or inconsistent; use pack_s4q8_weights");
@@ -557,6 +558,9 @@ inline void gemv_s4_q8(const q8_activations& x, const packed_s4q8_weights& w, st
                  errc::shape_mismatch, "gemv_s4_q8: activations have depth ", x.depth, ", the weights ", w.depth);
   SHRINK_REQUIRE(x.block == 0 || x.block == w.group, errc::invalid_argument, "gemv_s4_q8: activation block ", x.block,
                  " must be 0 (per tensor) or the weights' group ", w.group);
+  SHRINK_REQUIRE(x.sums32.size() == static_cast<std::size_t>(x.depth_padded / 32) &&
+                     x.scales.size() >= static_cast<std::size_t>(x.block == 0 ? 1 : w.groups),
+                 errc::invalid_argument, "gemv_s4_q8: activations are inconsistent; use make_q8_activations");
   SHRINK_REQUIRE(static_cast<index_t>(y.size()) == w.rows, errc::shape_mismatch, "gemv_s4_q8: y has ", y.size(),
                  " elements, expected ", w.rows);
   SHRINK_REQUIRE(y.data() != nullptr, errc::invalid_argument, "gemv_s4_q8: null output");

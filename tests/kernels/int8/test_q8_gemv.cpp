@@ -421,6 +421,18 @@ TEST_CASE("integer-activation gemvs reject bad input") {
   kernels::quantize_activations(x, xq);
   CHECK(code_of([&] { kernels::gemv_s4_q8(xq, w, y); }) == errc{});
   CHECK(code_of([&] { kernels::gemv_s4_q8(xq, kernels::packed_s4q8_weights{}, y); }) == errc::invalid_argument);
+  {  // a corrupted pack: a group count that does not cover the padded depth, a wrong panel count
+    auto bad = kernels::pack_s4q8_weights(wq);
+    bad.groups = 3;
+    CHECK(code_of([&] { kernels::gemv_s4_q8(xq, bad, y); }) == errc::invalid_argument);
+    auto bad2 = kernels::pack_s4q8_weights(wq);
+    bad2.panels = 2;
+    CHECK(code_of([&] { kernels::gemv_s4_q8(xq, bad2, y); }) == errc::invalid_argument);
+    auto xq_bad = kernels::make_q8_activations(64, 32);
+    kernels::quantize_activations(x, xq_bad);
+    xq_bad.sums32 = aligned_buffer<std::int32_t>(1);  // a truncated activation buffer
+    CHECK(code_of([&] { kernels::gemv_s4_q8(xq_bad, w, y); }) == errc::invalid_argument);
+  }
   std::vector<float> y15(15);
   CHECK(code_of([&] { kernels::gemv_s4_q8(xq, w, y15); }) == errc::shape_mismatch);
   auto xq65 = kernels::make_q8_activations(65, 32);
