@@ -204,8 +204,7 @@ inline q8_activations quantize_activations(std::span<const float> x, index_t blo
 struct packed_s4q8_weights {
   index_t rows = 0, depth = 0;
   index_t group = 0, groups = 0, depth_padded = 0;
-  index_t panels = 0;      ///< ceil(rows / 32)
-  index_t row_blocks = 0;  ///< 4 · panels: blocks of 8 rows, the last ones padded with zero weights
+  index_t panels = 0;  ///< ceil(rows / 32); rows past `rows` are padding (weight 0, scale 0)
   scale_format scales_format = scale_format::f32;
   index_t group_bytes = 0;  ///< per (panel, group): 16 · group bytes of weights + 32 scales (64 or 128 bytes)
   aligned_buffer<std::uint8_t> data;  ///< panels · groups · group_bytes; weight 0 and scale 0 past rows
@@ -255,7 +254,6 @@ inline packed_s4q8_weights pack_s4q8_weights(const packed_wq_weights& w) {
   p.groups = w.groups;
   p.depth_padded = w.depth_padded;
   p.panels = (w.rows + 31) / 32;
-  p.row_blocks = 4 * p.panels;
   p.scales_format = w.scales_format;
   const index_t scale_size = p.scales_format == scale_format::f32 ? 4 : 2;
   p.group_bytes = 16 * p.group + 32 * scale_size;
