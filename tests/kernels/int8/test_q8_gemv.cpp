@@ -335,6 +335,48 @@ TEST_CASE("codebook_gemv_q8 is bit-exact with the integer-dot oracle on every pa
     }
 }
 
+TEST_CASE("codebook_gemv_q8 is exact at the largest depth it accepts, and rejects one more") {
+  // K = 2^31/127² − 64: all-max rows reach |dot| = 127²·K ≈ 2^31 − 10^6, and symmetric8's
+  // vpdpbusd paths sum (c_q + 128)·q ≈ 2^32, which wraps before cb_unbias takes 128·Σq off.
+  const index_t k = (index_t{1} << 31) / (127 * 127) - 64, n = 9;
+  std::vector<float> cents(16);
+  for (int i = 0; i < 16; ++i) cents[static_cast<std::size_t>(i)] = -1.0f + 2.0f * static_cast<float>(i) / 15.0f;
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<int> idx(0, 15);
+  std::vector<std::uint8_t> fields(static_cast<std::size_t>(n * k));
+  for (index_t r = 0; r < n; ++r)
+    for (index_t c = 0; c < k; ++c)  // row 0: all the largest centroid, row 1: all the smallest
+      fields[static_cast<std::size_t>(r * k + c)] = static_cast<std::uint8_t>(r == 0 ? 15 : r == 1 ? 0 : idx(rng));
+  std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
+  pack_bits(fields, 4, packed);
+  const auto cw = kernels::pack_codebook_weights(packed, 4, n, k, cents);
+  const std::vector<float> x(static_cast<std::size_t>(k), 1.0f);  // q = 127 everywhere
+  auto xq = kernels::make_q8_activations(k, 0);
+  for (const auto code : k_codes) {
+    INFO("code " << static_cast<int>(code));
+    const auto w = kernels::pack_codebook_q8_weights(cw, code);
+    const oracle_book b = oracle_code(cents.data(), code);
+    const float d = 1.0f / 127.0f;
+    const double qsum = 127.0 * static_cast<double>(k);
+    std::vector<float> expect(static_cast<std::size_t>(n));
+    for (index_t r = 0; r < n; ++r) {
+      std::int64_t dot = 0;
+      for (index_t c = 0; c < k; ++c) dot += std::int64_t{127} * b.code[fields[static_cast<std::size_t>(r * k + c)]];
+      REQUIRE(std::abs(dot) < (std::int64_t{1} << 31));
+      expect[static_cast<std::size_t>(r)] =
+          std::fma(b.offset * d, static_cast<float>(qsum), (b.scale * d) * static_cast<float>(dot));
+    }
+    testing::for_each_isa([&](kernels::isa) {
+      std::vector<float> y(static_cast<std::size_t>(n), -1.0f);
+      kernels::codebook_gemv_q8(x, xq, w, y, context{1});
+      for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expect[i]);
+    });
+  }
+  std::vector<std::uint8_t> one_more(packed_bytes(static_cast<std::size_t>(k + 1), 4));
+  const auto too_deep = kernels::pack_codebook_weights(one_more, 4, 1, k + 1, cents);
+  CHECK(testing::code_of([&] { (void)kernels::pack_codebook_q8_weights(too_deep); }) == errc::overflow);
+}
+
 TEST_CASE("codebook_gemv_q8 stays within the stated centroid and activation quantization bound") {
   // ŵ = lo + s·u (affine7, |ŵ − w| ≤ (max − min)/254) or s·c_q (symmetric8, |ŵ − w| ≤
   // max|c|/254), x̂ = d·q with |x̂ − x| ≤ d/2, so
