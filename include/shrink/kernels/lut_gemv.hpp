@@ -184,13 +184,69 @@ inline void codebook_avx2(const float* x, const packed_codebook_weights& w, inde
     default: codebook_avx2_bits<8>(x, w, n0, n1, y); break;
   }
 }
+
+// ---- avx512, b ≤ 4: 16 indices per step, one vpermps over a 16-float table (any b ≤ 4, no
+// blend). Lanes 0–7 take their indices from the 32-bit word at the step's first byte, lanes
+// 8–15 from the word b bytes on (bit 8·b), each shifted by b·(lane mod 8) with one vpsrlvd.
+// b ≥ 5 runs the AVX2 kernel (vgatherdps): SIMDe, which the emulated tests use, has no
+// 512-bit gathers. GCC 12's vpsrlvd / vpermps intrinsics pass an undefined vector that trips
+// -Wmaybe-uninitialized inside its own headers, hence the pragma (as in weight_only_gemv.hpp).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+template <int Bits>
+SHRINK_TARGET_AVX512 inline void codebook_avx512_bits(const float* x, const packed_codebook_weights& w, index_t n0,
+                                                      index_t n1, float* y) {
+  static_assert(Bits <= 4);
+  const __m512i shifts = _mm512_setr_epi32(0, Bits, 2 * Bits, 3 * Bits, 4 * Bits, 5 * Bits, 6 * Bits, 7 * Bits, 0, Bits,
+                                           2 * Bits, 3 * Bits, 4 * Bits, 5 * Bits, 6 * Bits, 7 * Bits);
+  const __m512i mask = _mm512_set1_epi32((1 << Bits) - 1);
+  const auto lookup16 = [&](const std::uint8_t* row, index_t k, __m512 table) SHRINK_TARGET_AVX512 {
+    std::int32_t lo, hi;
+    std::memcpy(&lo, row + k / 8 * Bits, 4);
+    std::memcpy(&hi, row + k / 8 * Bits + Bits, 4);
+    const __m512i words = _mm512_mask_set1_epi32(_mm512_set1_epi32(lo), 0xFF00, hi);
+    const __m512i idx = _mm512_and_si512(_mm512_srlv_epi32(words, shifts), mask);
+    return _mm512_permutexvar_ps(idx, table);
+  };
+  const index_t vec_end = w.depth / 16 * 16;
+  for (index_t n = n0; n < n1; ++n) {
+    const float* cb = w.codebook(n);
+    const std::uint8_t* row = w.indices.data() + n * w.row_bytes;
+    alignas(64) float entries[16] = {};
+    std::memcpy(entries, cb, sizeof(float) * static_cast<std::size_t>(w.codebook_size()));
+    const __m512 table = _mm512_load_ps(entries);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    index_t k = 0;
+    for (; k + 32 <= vec_end; k += 32) {
+      acc0 = _mm512_fmadd_ps(lookup16(row, k, table), _mm512_loadu_ps(x + k), acc0);
+      acc1 = _mm512_fmadd_ps(lookup16(row, k + 16, table), _mm512_loadu_ps(x + k + 16), acc1);
+    }
+    if (k < vec_end) acc0 = _mm512_fmadd_ps(lookup16(row, k, table), _mm512_loadu_ps(x + k), acc0);
+    float tail = 0.0f;
+    for (k = vec_end; k < w.depth; ++k) tail += cb[w.index(n, k)] * x[k];
+    y[n] = x86::hsum(_mm512_add_ps(acc0, acc1)) + tail;
+  }
+}
+#pragma GCC diagnostic pop
+
+inline void codebook_avx512(const float* x, const packed_codebook_weights& w, index_t n0, index_t n1, float* y) {
+  switch (w.bits) {
+    case 1: codebook_avx512_bits<1>(x, w, n0, n1, y); break;
+    case 2: codebook_avx512_bits<2>(x, w, n0, n1, y); break;
+    case 3: codebook_avx512_bits<3>(x, w, n0, n1, y); break;
+    case 4: codebook_avx512_bits<4>(x, w, n0, n1, y); break;
+    default: codebook_avx2(x, w, n0, n1, y); break;
+  }
+}
 #endif
 
-inline const std::array<implementation<codebook_fn>, SHRINK_HAS_X86_PATHS ? 3 : 2> k_codebook{{
+inline const std::array<implementation<codebook_fn>, SHRINK_HAS_X86_PATHS ? 4 : 2> k_codebook{{
     {isa::reference, 0, codebook_reference},
     {isa::generic, 0, codebook_generic},
 #if SHRINK_HAS_X86_PATHS
     {isa::avx2, 0, codebook_avx2},
+    {isa::avx512, 0, codebook_avx512},
 #endif
 }};
 
