@@ -186,6 +186,7 @@ void gemv_codebook4(benchmark::State& state) {
     shrink::kernels::codebook_gemv(x, w, y, shrink::context{1});
     benchmark::DoNotOptimize(y.data());
   }
+  state.SetLabel(std::string(shrink::kernels::name(shrink::kernels::selected_path(shrink::kernels::lut_detail::k_codebook))));
   shrink::bench::set_ops(state, 2.0 * static_cast<double>(n * k));
   shrink::bench::set_bytes(state, static_cast<double>(w.indices.size_bytes()));
 }
