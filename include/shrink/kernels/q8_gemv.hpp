@@ -29,8 +29,8 @@ namespace shrink::kernels {
 // vpmaddubsw below exact. This is the accuracy cost of the integer paths: |x − d·q| ≤ d/2
 // per element (docs/kernels.md, "Integer-activation GEMV").
 
-/// Depth granularity of q8_activations: every weight group (32/64/128) and codebook chunk
-/// (64) divides it, so no kernel needs a tail.
+/// Depth granularity of q8_activations: every weight group (32/64/128) and the codebook step
+/// (128) divides it, so no kernel needs a tail.
 inline constexpr index_t k_q8_depth_step = 128;
 
 struct q8_activations {
@@ -352,16 +352,16 @@ inline void s4_generic(const q8_activations& x, const packed_s4q8_weights& w, in
 // at 8192², compute + memory serialised), so per 512-byte step the kernel prefetches the
 // panel stream 4 KiB ahead into L1 and 32 KiB ahead into L2, one prefetch per line each,
 // and the group's scale lines likewise (docs/kernels.md, "int4 weights", for the measurements).
-inline constexpr index_t k_s4_prefetch_l1 = 4096;   // bytes ahead in the panel stream, into L1
-inline constexpr index_t k_s4_prefetch_l2 = 32768;  // bytes ahead in the panel stream, into L2
+inline constexpr index_t k_panel_prefetch_l1 = 4096;   // bytes ahead in the panel stream, into L1
+inline constexpr index_t k_panel_prefetch_l2 = 32768;  // bytes ahead in the panel stream, into L2
 
 /// Prefetches the `Lines` 64-byte lines at `at` + the L1 and the L2 distance.
 template <int Lines>
-inline void s4_prefetch(const std::uint8_t* at) noexcept {
+inline void panel_prefetch(const std::uint8_t* at) noexcept {
 #pragma GCC unroll 8
-  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_s4_prefetch_l1 + 64 * l), _MM_HINT_T0);
+  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_panel_prefetch_l1 + 64 * l), _MM_HINT_T0);
 #pragma GCC unroll 8
-  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_s4_prefetch_l2 + 64 * l), _MM_HINT_T1);
+  for (int l = 0; l < Lines; ++l) _mm_prefetch(reinterpret_cast<const char*>(at + k_panel_prefetch_l2 + 64 * l), _MM_HINT_T1);
 }
 
 /// The scales of block b's 8 rows as fp32, from a group's scale lines.
@@ -402,7 +402,7 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_panel(const q8_activations& x, const pack
     // group 64 1.35–1.56 ms, group 128 1.35–1.50, instead of ≈ 1.0).
 #pragma GCC unroll 1
     for (index_t e = 0; e < steps; ++e) {  // 32 depth = 4 chunks per block = one 512-byte step
-      s4_prefetch<8>(wp);
+      panel_prefetch<8>(wp);
       __m256i s16[4];
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) {
@@ -434,7 +434,7 @@ SHRINK_TARGET_AVX2 inline void s4_avx2_panel(const q8_activations& x, const pack
     const __m256i corr = _mm256_set1_epi32(8 * sq);
     const __m256 dx = _mm256_set1_ps(*xs);
     xs += xs_step;
-    s4_prefetch<F16 ? 1 : 2>(wp);  // the scales, 32 fp16 or fp32 after the weights
+    panel_prefetch<F16 ? 1 : 2>(wp);  // the scales, 32 fp16 or fp32 after the weights
 #pragma GCC unroll 4
     for (int b = 0; b < 4; ++b) {
       const __m256 sc = s4_scales<F16>(wp, b);
@@ -475,7 +475,7 @@ SHRINK_TARGET_AVX512_VNNI inline void s4_avx512_vnni_panel(const q8_activations&
     std::int32_t sq = 0;
 #pragma GCC unroll 1
     for (index_t e = 0; e < steps; ++e) {  // as in s4_avx2_panel: prefetches stay spread out
-      s4_prefetch<8>(wp);
+      panel_prefetch<8>(wp);
       for (int c = 0; c < 4; ++c) {
         std::int32_t qa, qb;
         std::memcpy(&qa, xq + 8 * c, 4);
@@ -497,7 +497,7 @@ SHRINK_TARGET_AVX512_VNNI inline void s4_avx512_vnni_panel(const q8_activations&
     _mm512_store_si512(lanes + 16, _mm512_sub_epi32(i32[1], corr));
     const __m256 dx = _mm256_set1_ps(*xs);
     xs += xs_step;
-    s4_prefetch<F16 ? 1 : 2>(wp);
+    panel_prefetch<F16 ? 1 : 2>(wp);
     for (int b = 0; b < 4; ++b) {
       const __m256 sc = s4_scales<F16>(wp, b);
       acc[b] = _mm256_fmadd_ps(_mm256_mul_ps(sc, dx),
@@ -576,35 +576,53 @@ inline void gemv_s4_q8(std::span<const float> x, q8_activations& xq, const packe
 
 // ---------------------------------------------------------------------------------------
 // 4-bit codebook weights for the q8 path. The 16 centroids (per tensor or per row) are coded
-// as small integers, one of two ways (centroid_code). Indices are re-laid per row in chunks
-// of 64: byte j of a chunk holds element j in its low nibble and element 32 + j in its high
-// nibble, so one 32-byte load gives two registers of 32 indices in depth order; vpshufb
-// looks the 16 integer centroids up (the table is one register). Activations use one scale
-// per tensor (block 0), so a row's dot is one exact int32 (docs/kernels.md, "4-bit codebook").
+// as small integers, one of two ways (centroid_code). Indices are laid out in panels of 4
+// rows, each one sequential stream: per step of 128 depth the 4 rows' 64 bytes follow each
+// other (256 bytes), and a row's 64 bytes are two chunks of 64 weights, byte j of a chunk
+// holding element j in its low nibble and element 32 + j in its high nibble. One 32-byte
+// load gives two registers of 32 indices in depth order; vpshufb looks the 16 integer
+// centroids up (the table is one register). Activations use one scale per tensor (block 0),
+// so a row's dot is one exact int32 (docs/kernels.md, "4-bit codebook").
 
 /// How codebook_gemv_q8 codes the 16 centroids of a codebook as integers.
 enum class centroid_code {
   /// c ≈ lo + s·u, u ∈ [0, 127], s = (max c − min c)/127: error ≤ (max − min)/254 per
   /// weight. u is unsigned and below 128, so vpmaddubsw(u, q) is exact without the sign
-  /// trick: 11 vector ops per 64 weights, ≈ 20 % faster than symmetric8.
+  /// trick: 10–11 vector ops per 64 weights on AVX2, ≈ 20 % faster than symmetric8.
   affine7,
   /// c ≈ s·c_q, c_q ∈ [−127, 127], s = max|c|/127: error ≤ max|c|/254 per weight, half of
-  /// affine7's for a codebook centred on zero. AVX2 needs the sign trick: 13 vector ops per 64
-  /// weights (the vpdpbusd paths run both codes at the same speed).
+  /// affine7's for a codebook centred on zero. AVX2 needs the sign trick: 12–13 vector ops per
+  /// 64 weights (the vpdpbusd paths run both codes at the same speed).
   symmetric8,
 };
 
+inline constexpr index_t k_cb_panel_rows = 4;    ///< rows per panel of packed_codebook_q8_weights
+inline constexpr index_t k_cb_step = 128;         ///< depth per panel step
+inline constexpr index_t k_cb_step_bytes = 256;   ///< k_cb_panel_rows rows × 64 bytes
+/// The deepest codebook_gemv_q8 accepts: Σ_k c·q stays in int32 (|c|, |q| ≤ 127).
+inline constexpr index_t k_cb_max_depth = (index_t{1} << 31) / (127 * 127) - 64;
+
 struct packed_codebook_q8_weights {
-  index_t rows = 0, depth = 0, depth_padded = 0;  ///< depth_padded: multiple of 64
+  index_t rows = 0, depth = 0, depth_padded = 0;  ///< depth_padded: multiple of k_cb_step
+  index_t panels = 0;                             ///< ceil(rows / 4); rows past `rows` are padding (index 0)
   bool per_row = false;
   centroid_code code = centroid_code::affine7;
-  aligned_buffer<std::uint8_t> indices;      ///< rows · depth_padded / 2
+  aligned_buffer<std::uint8_t> indices;      ///< panels · (depth_padded / 128) · 256
   aligned_buffer<std::int8_t> centroids;     ///< (per_row ? rows : 1) · 16: u (affine7) or c_q (symmetric8)
   aligned_buffer<float> centroid_scales;     ///< (per_row ? rows : 1): s
   aligned_buffer<float> centroid_offsets;    ///< (per_row ? rows : 1): lo (affine7), 0 (symmetric8)
 
+  /// The first byte of panel p (rows 4p .. 4p + 3).
+  [[nodiscard]] const std::uint8_t* panel(index_t p) const noexcept {
+    return indices.data() + p * (depth_padded / k_cb_step) * k_cb_step_bytes;
+  }
+  /// Where row n's chunk of 64 weights starting at depth 64·c begins in `indices` (32 bytes).
+  [[nodiscard]] std::size_t chunk_offset(index_t n, index_t c) const noexcept {
+    return static_cast<std::size_t>(((n / k_cb_panel_rows) * (depth_padded / k_cb_step) + c / 2) * k_cb_step_bytes +
+                                    (n % k_cb_panel_rows) * 64 + (c % 2) * 32);
+  }
   [[nodiscard]] unsigned index(index_t n, index_t k) const noexcept {
-    const std::uint8_t b = indices[static_cast<std::size_t>(n * depth_padded / 2 + (k / 64) * 32 + k % 32)];
+    const std::uint8_t b = indices[chunk_offset(n, k / 64) + static_cast<std::size_t>(k % 32)];
     return (k % 64) < 32 ? (b & 0xFu) : (b >> 4);
   }
   [[nodiscard]] const std::int8_t* codebook(index_t n) const noexcept {
@@ -657,16 +675,18 @@ inline packed_codebook_q8_weights pack_codebook_q8_weights(const packed_codebook
                  "pack_codebook_q8_weights: centroid code must be affine7 or symmetric8, got ",
                  static_cast<int>(code));
   // Σ_k c·q is held in int32 (|c| ≤ 127 for both codes): K·127² must stay below 2^31.
-  SHRINK_REQUIRE(w.depth <= (index_t{1} << 31) / (127 * 127) - 64, errc::overflow, "pack_codebook_q8_weights: depth ",
-                 w.depth, " would overflow the int32 dot (K·127² < 2^31)");
+  SHRINK_REQUIRE(w.depth <= k_cb_max_depth, errc::overflow, "pack_codebook_q8_weights: depth ", w.depth,
+                 " would overflow the int32 dot (K·127² < 2^31, so K ≤ ", k_cb_max_depth, ")");
   packed_codebook_q8_weights p;
   p.rows = w.rows;
   p.depth = w.depth;
-  p.depth_padded = (w.depth + 63) / 64 * 64;
+  p.depth_padded = (w.depth + k_cb_step - 1) / k_cb_step * k_cb_step;
+  p.panels = (w.rows + k_cb_panel_rows - 1) / k_cb_panel_rows;
   p.per_row = w.per_row;
   p.code = code;
   const index_t books = w.per_row ? w.rows : 1;
-  p.indices = aligned_buffer<std::uint8_t>(static_cast<std::size_t>(w.rows * p.depth_padded / 2), huge_pages);
+  p.indices = aligned_buffer<std::uint8_t>(
+      static_cast<std::size_t>(p.panels * (p.depth_padded / k_cb_step) * k_cb_step_bytes), huge_pages);
   p.centroids = aligned_buffer<std::int8_t>(static_cast<std::size_t>(books * 16));
   p.centroid_scales = aligned_buffer<float>(static_cast<std::size_t>(books));
   p.centroid_offsets = aligned_buffer<float>(static_cast<std::size_t>(books));
@@ -677,7 +697,7 @@ inline packed_codebook_q8_weights pack_codebook_q8_weights(const packed_codebook
   }
   for (index_t n = 0; n < w.rows; ++n)
     for (index_t k = 0; k < w.depth; ++k) {
-      std::uint8_t& b = p.indices[static_cast<std::size_t>(n * p.depth_padded / 2 + (k / 64) * 32 + k % 32)];
+      std::uint8_t& b = p.indices[p.chunk_offset(n, k / 64) + static_cast<std::size_t>(k % 32)];
       b = static_cast<std::uint8_t>(b | (w.index(n, k) << ((k % 64) < 32 ? 0 : 4)));
     }
   return p;
@@ -685,8 +705,9 @@ inline packed_codebook_q8_weights pack_codebook_q8_weights(const packed_codebook
 
 namespace q8_detail {
 
-using cb_fn = void (*)(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n0,
-                       index_t n1, float* y);
+/// Runs the rows of panels [p0, p1).
+using cb_fn = void (*)(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p0,
+                       index_t p1, float* y);
 
 /// y[n] = (s·d)·dot + (lo·d)·Σq, the addition fused (std::fma, correctly rounded) so no
 /// path's compiler can contract it differently: bit-identical everywhere. lo = 0 for
@@ -698,8 +719,20 @@ inline float cb_finish(const q8_activations& x, const packed_codebook_q8_weights
                   (w.codebook_scale(n) * d) * static_cast<float>(dot));
 }
 
-inline void cb_reference(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n0,
-                         index_t n1, float* y) {
+/// The real rows [n0, n1) of panels [p0, p1).
+inline std::pair<index_t, index_t> cb_rows(const packed_codebook_q8_weights& w, index_t p0, index_t p1) noexcept {
+  return {p0 * k_cb_panel_rows, std::min(p1 * k_cb_panel_rows, w.rows)};
+}
+
+/// The codebook to look row n's indices up in; padding rows (n ≥ rows) borrow the last
+/// row's (their indices are 0 and their results are not written).
+inline const std::int8_t* cb_book(const packed_codebook_q8_weights& w, index_t n) noexcept {
+  return w.codebook(std::min(n, w.rows - 1));
+}
+
+inline void cb_reference(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p0,
+                         index_t p1, float* y) {
+  const auto [n0, n1] = cb_rows(w, p0, p1);
   for (index_t n = n0; n < n1; ++n) {
     const std::int8_t* cb = w.codebook(n);
     std::int32_t dot = 0;
@@ -709,93 +742,154 @@ inline void cb_reference(const q8_activations& x, const packed_codebook_q8_weigh
   }
 }
 
-inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n0,
-                       index_t n1, float* y) {
+inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p0,
+                       index_t p1, float* y) {
   using b32 = xsimd::batch<std::int32_t>;
   constexpr index_t lanes = static_cast<index_t>(b32::size);
   alignas(64) std::int32_t wt[64];
+  const auto [n0, n1] = cb_rows(w, p0, p1);
   for (index_t n = n0; n < n1; ++n) {
     const std::int8_t* cb = w.codebook(n);
-    const std::uint8_t* row = w.indices.data() + n * w.depth_padded / 2;
     b32 s(0);
-    for (index_t k0 = 0; k0 < w.depth_padded; k0 += 64) {
+    for (index_t c = 0; c < w.depth_padded / 64; ++c) {
+      const std::uint8_t* chunk = w.indices.data() + w.chunk_offset(n, c);
       for (index_t j = 0; j < 32; ++j) {
-        const unsigned v = row[k0 / 2 + j];
+        const unsigned v = chunk[j];
         wt[j] = cb[v & 0xF];
         wt[32 + j] = cb[v >> 4];
       }
       for (index_t i = 0; i < 64; i += lanes)
-        s += b32::load_aligned(wt + i) * xsimd::load_as<std::int32_t>(x.q.data() + k0 + i, xsimd::unaligned_mode());
+        s += b32::load_aligned(wt + i) * xsimd::load_as<std::int32_t>(x.q.data() + 64 * c + i, xsimd::unaligned_mode());
     }
     y[n] = cb_finish(x, w, n, xsimd::hadd(s), qsum);
   }
 }
 
 #if SHRINK_HAS_X86_PATHS
-// ---- avx2: R rows share each activation load; per row and 64 weights one load, vpand +
+// ---- avx2: one panel (4 rows) per pass, one sequential stream prefetched 4 KiB ahead into
+// L1 and 32 KiB into L2 (panel_prefetch). Per row and 64 weights one load, vpand +
 // vpsrlw/vpand (indices), two vpshufb (lookup), then per 32 weights:
 //   affine7:    vpmaddubsw(u, q)                 (u ∈ [0, 127] unsigned, q signed)
-//   symmetric8: vpmaddubsw(|q|, c·sign(q))       (vpsignb per row, vpabsb once per R rows)
-// and vpmaddwd(·, 1) + vpaddd: 11 (affine7) or 13 (symmetric8) vector ops per row and 64
-// weights. Pairs reach 2·127² = 32258 either way, so there is no s16 headroom to defer the
-// widening. PerRow: one table per row (T = R tables in registers); per tensor: one shared
-// table. The accumulators and the activation registers are pinned with empty asm
-// statements, because GCC otherwise reassociates the adds, keeps the activation loads as
-// memory operands and spills the accumulators. R = 4 for both kinds: 4 accumulators + 4
-// activation registers + table, mask and ones leave room for the temporaries (R = 8
-// spilled 7 of 8 accumulators).
-template <int R, bool PerRow, bool Affine>
-SHRINK_TARGET_AVX2 inline void cb_avx2_rows(const q8_activations& x, const packed_codebook_q8_weights& w,
-                                            std::int32_t qsum, index_t n, float* y) {
-  constexpr int T = PerRow ? R : 1;
-  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256i table[T], acc[R];
-  const std::uint8_t* row0 = w.indices.data() + n * w.depth_padded / 2;
-  const index_t stride = w.depth_padded / 2;
-#pragma GCC unroll 8
-  for (int t = 0; t < T; ++t)
-    table[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.codebook(n + t))));
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
-  for (index_t k = 0; k < w.depth_padded; k += 64) {
-    __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
-    __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
-    // symmetric8: sign trick on the activation side, |q| (u8, once per R rows) times
-    // c_q·sign(q) (s8) equals c_q·q. affine7 needs no |q|.
-    __m256i axl = xl, axh = xh;
-    if constexpr (Affine) {
-      __asm__("" : "+x"(xl), "+x"(xh));
-    } else {
-      axl = _mm256_abs_epi8(xl);
-      axh = _mm256_abs_epi8(xh);
-      __asm__("" : "+x"(xl), "+x"(xh), "+x"(axl), "+x"(axh));
+//   symmetric8: vpmaddubsw(|q|, c·sign(q))       (vpsignb per row, vpabsb once per 4 rows)
+// A pair of products reaches 2·127² = 32258, so the two vpmaddubsw results of a row (lanes
+// summing q[2j], q[2j+1] and q[32+2j], q[33+2j]) can share one s16 sum only where the
+// activations allow it: 127·Σ|q| ≤ 32767 over each such quad. The kernel checks that once
+// per call for every 128-deep step (cb_avx2_pairable) and runs those steps with vpaddw +
+// one vpmaddwd(·, 1) + vpaddd (10 ops per row and 64 weights, symmetric8 12), the others
+// with two vpmaddwd and two vpaddd (11, 13). Both are exact. Per-tensor activations put the
+// largest |q| at 127 and the rest well below it, so for most activation vectors every
+// step qualifies (docs/kernels.md, "4-bit codebook"). PerRow: 4 table registers; per tensor:
+// one. The accumulators are pinned with an empty asm statement, the index vectors too (one
+// load each, not a load plus a folded memory operand); the activations are left to the
+// compiler, which folds them into vpmaddubsw as memory operands.
+
+/// Per 128-deep step, whether a row's two vpmaddubsw results may be summed in s16: every
+/// quad q[2j], q[2j+1], q[32+2j], q[33+2j] of both 64-weight chunks has Σ|q| ≤ 258, so
+/// 127·Σ|q| ≤ 32767.
+inline constexpr int k_cb_quad_limit = 32767 / 127;
+inline constexpr index_t k_cb_max_steps = (k_cb_max_depth + k_cb_step - 1) / k_cb_step;
+
+SHRINK_TARGET_AVX2 inline void cb_avx2_pairable(const q8_activations& x, index_t steps, std::uint8_t* out) {
+  const __m256i ones = _mm256_set1_epi8(1), limit = _mm256_set1_epi16(k_cb_quad_limit);
+  for (index_t e = 0; e < steps; ++e) {
+    __m256i over = _mm256_setzero_si256();
+    for (int c = 0; c < 2; ++c) {
+      const std::int8_t* q = x.q.data() + e * k_cb_step + 64 * c;
+      const __m256i lo = _mm256_abs_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(q)));
+      const __m256i hi = _mm256_abs_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(q + 32)));
+      const __m256i quads = _mm256_add_epi16(_mm256_maddubs_epi16(lo, ones), _mm256_maddubs_epi16(hi, ones));
+      over = _mm256_or_si256(over, _mm256_cmpgt_epi16(quads, limit));
     }
-    const std::uint8_t* rk = row0 + k / 2;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      // One row block ahead, into L2: the hardware prefetchers alone kept too few misses in
-      // flight while the core is busy with the lookups.
-      _mm_prefetch(reinterpret_cast<const char*>(rk + (R + r) * stride), _MM_HINT_T1);
-      __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rk + r * stride));
-      __asm__("" : "+x"(v));  // one load, not a load plus a folded memory operand
-      const __m256i tb = table[PerRow ? r : 0];
-      const __m256i wl = _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4));
-      const __m256i wh = _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-      __m256i pl, ph;
-      if constexpr (Affine) {
-        pl = _mm256_maddubs_epi16(wl, xl);
-        ph = _mm256_maddubs_epi16(wh, xh);
-      } else {
-        pl = _mm256_maddubs_epi16(axl, _mm256_sign_epi8(wl, xl));
-        ph = _mm256_maddubs_epi16(axh, _mm256_sign_epi8(wh, xh));
-      }
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(pl, ones));
-      acc[r] = _mm256_add_epi32(acc[r], _mm256_madd_epi16(ph, ones));
-      __asm__("" : "+x"(acc[r]));
-    }
+    out[e] = static_cast<std::uint8_t>(_mm256_testz_si256(over, over));
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) y[n + r] = cb_finish(x, w, n + r, x86::hsum(acc[r]), qsum);
+}
+
+/// One row's 64 weights (32 index bytes at `at`) looked up in `tb` and multiplied into
+/// `acc` with activations xl, xh (symmetric8: and their |q| in axl, axh); Pair sums the two
+/// vpmaddubsw results in s16 before widening (cb_avx2_pairable).
+template <bool Pair, bool Affine>
+SHRINK_TARGET_AVX2 inline void cb_avx2_row(__m256i& acc, const std::uint8_t* at, __m256i tb, __m256i xl, __m256i xh,
+                                           __m256i axl, __m256i axh) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(at));
+  __asm__("" : "+x"(v));  // one load, not a load plus a folded memory operand
+  const __m256i wl = _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4));
+  const __m256i wh = _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+  __m256i pl, ph;
+  if constexpr (Affine) {
+    pl = _mm256_maddubs_epi16(wl, xl);
+    ph = _mm256_maddubs_epi16(wh, xh);
+  } else {
+    pl = _mm256_maddubs_epi16(axl, _mm256_sign_epi8(wl, xl));
+    ph = _mm256_maddubs_epi16(axh, _mm256_sign_epi8(wh, xh));
+  }
+  if constexpr (Pair) {
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_add_epi16(pl, ph), ones));
+  } else {
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(pl, ones));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(ph, ones));
+  }
+}
+
+/// One 128-deep step of a panel (256 index bytes at `s`, activations at `xk`): two halves
+/// of 64 weights, 4 rows each.
+template <bool Pair, bool PerRow, bool Affine>
+SHRINK_TARGET_AVX2 inline void cb_avx2_step(__m256i& a0, __m256i& a1, __m256i& a2, __m256i& a3, const __m256i* table,
+                                            const std::uint8_t* s, const std::int8_t* xk) {
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(xk + 64 * h));
+    const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(xk + 64 * h + 32));
+    const __m256i axl = Affine ? xl : _mm256_abs_epi8(xl), axh = Affine ? xh : _mm256_abs_epi8(xh);
+    const std::uint8_t* at = s + 32 * h;
+    cb_avx2_row<Pair, Affine>(a0, at, table[0], xl, xh, axl, axh);
+    cb_avx2_row<Pair, Affine>(a1, at + 64, table[PerRow ? 1 : 0], xl, xh, axl, axh);
+    cb_avx2_row<Pair, Affine>(a2, at + 128, table[PerRow ? 2 : 0], xl, xh, axl, axh);
+    cb_avx2_row<Pair, Affine>(a3, at + 192, table[PerRow ? 3 : 0], xl, xh, axl, axh);
+    __asm__("" : "+x"(a0), "+x"(a1), "+x"(a2), "+x"(a3));
+  }
+}
+
+template <bool PerRow, bool Affine>
+SHRINK_TARGET_AVX2 inline void cb_avx2_panel(const q8_activations& x, const packed_codebook_q8_weights& w,
+                                             std::int32_t qsum, const std::uint8_t* pairable, index_t p, float* y) {
+  constexpr int T = PerRow ? 4 : 1;
+  const index_t n = p * k_cb_panel_rows;
+  __m256i table[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t)
+    table[t] = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cb_book(w, n + t))));
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  const std::uint8_t* s = w.panel(p);
+  const std::int8_t* xk = x.q.data();
+  const index_t steps = w.depth_padded / k_cb_step;
+  for (index_t e = 0; e < steps; ++e, s += k_cb_step_bytes, xk += k_cb_step) {
+    panel_prefetch<4>(s);
+    if (pairable[e])
+      cb_avx2_step<true, PerRow, Affine>(a0, a1, a2, a3, table, s, xk);
+    else
+      cb_avx2_step<false, PerRow, Affine>(a0, a1, a2, a3, table, s, xk);
+  }
+  const std::int32_t sums[4] = {x86::hsum(a0), x86::hsum(a1), x86::hsum(a2), x86::hsum(a3)};
+  const index_t valid = std::min(k_cb_panel_rows, w.rows - n);
+  for (index_t r = 0; r < valid; ++r) y[n + r] = cb_finish(x, w, n + r, sums[r], qsum);
+}
+
+template <bool PerRow, bool Affine>
+SHRINK_TARGET_AVX2 inline void cb_avx2_panels(const q8_activations& x, const packed_codebook_q8_weights& w,
+                                              std::int32_t qsum, index_t p0, index_t p1, float* y) {
+  std::array<std::uint8_t, k_cb_max_steps> pairable;
+  cb_avx2_pairable(x, w.depth_padded / k_cb_step, pairable.data());
+  for (index_t p = p0; p < p1; ++p) cb_avx2_panel<PerRow, Affine>(x, w, qsum, pairable.data(), p, y);
+}
+
+inline void cb_avx2(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p0,
+                    index_t p1, float* y) {
+  const bool affine = w.code == centroid_code::affine7;
+  if (w.per_row)
+    affine ? cb_avx2_panels<true, true>(x, w, qsum, p0, p1, y) : cb_avx2_panels<true, false>(x, w, qsum, p0, p1, y);
+  else
+    affine ? cb_avx2_panels<false, true>(x, w, qsum, p0, p1, y) : cb_avx2_panels<false, false>(x, w, qsum, p0, p1, y);
 }
 
 /// symmetric8 on the vpdpbusd paths looks up c_q + 128 (u8, the table XOR 0x80), so a row
@@ -805,54 +899,65 @@ inline std::int32_t cb_unbias(std::int32_t biased, std::int32_t qsum) noexcept {
   return static_cast<std::int32_t>(static_cast<std::uint32_t>(biased) - 128u * static_cast<std::uint32_t>(qsum));
 }
 
-// ---- avx_vnni: as cb_avx2_rows, with vpdpbusd (u8 × s8, four products per int32 lane,
+/// Writes the real rows of a pass from panel p, given each row's summed accumulator.
+template <int R, bool Affine>
+inline void cb_write(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p,
+                     const std::int32_t* sums, float* y) {
+  const index_t n = p * k_cb_panel_rows, valid = std::min<index_t>(R, w.rows - n);
+  for (index_t r = 0; r < valid; ++r) y[n + r] = cb_finish(x, w, n + r, Affine ? sums[r] : cb_unbias(sums[r], qsum), qsum);
+}
+
+// ---- avx_vnni: as cb_avx2_panel, with vpdpbusd (u8 × s8, four products per int32 lane,
 // wrapping, no saturation) in place of vpmaddubsw + vpmaddwd + add, on (u, q) for affine7
 // and (c_q + 128, q) for symmetric8 (cb_unbias): 7 vector ops per row and 64 weights for
-// both codes. SIMDe-checked only.
-template <int R, bool PerRow, bool Affine>
+// both codes, no widening and so no pairing. P panels per pass (R = 4P rows, P streams).
+// SIMDe-checked only.
+template <int P, bool PerRow, bool Affine>
 SHRINK_TARGET_AVX_VNNI inline void cb_avx_vnni_rows(const q8_activations& x, const packed_codebook_q8_weights& w,
-                                                    std::int32_t qsum, index_t n, float* y) {
-  constexpr int T = PerRow ? R : 1;
+                                                    std::int32_t qsum, index_t p, float* y) {
+  constexpr int R = P * static_cast<int>(k_cb_panel_rows), T = PerRow ? R : 1;
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i bias = _mm256_set1_epi8(Affine ? 0 : static_cast<char>(0x80));
+  const index_t n = p * k_cb_panel_rows;
   __m256i table[T], acc[R];
-  const std::uint8_t* rows[R];
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t)
     table[t] = _mm256_xor_si256(
-        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.codebook(n + t)))), bias);
+        _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(cb_book(w, n + t)))), bias);
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    acc[r] = _mm256_setzero_si256();
-    rows[r] = w.indices.data() + (n + r) * w.depth_padded / 2;
-  }
-  for (index_t k = 0; k < w.depth_padded; k += 64) {
-    const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k));
-    const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(x.q.data() + k + 32));
+  for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_si256();
+  const index_t steps = w.depth_padded / k_cb_step;
+  for (index_t e = 0; e < steps; ++e) {
+#pragma GCC unroll 2
+    for (int i = 0; i < P; ++i) panel_prefetch<4>(w.panel(p + i) + e * k_cb_step_bytes);
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const std::int8_t* xk = x.q.data() + e * k_cb_step + 64 * h;
+      const __m256i xl = _mm256_load_si256(reinterpret_cast<const __m256i*>(xk));
+      const __m256i xh = _mm256_load_si256(reinterpret_cast<const __m256i*>(xk + 32));
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + R * w.depth_padded / 2 + k / 2), _MM_HINT_T1);
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[r] + k / 2));
-      const __m256i tb = table[PerRow ? r : 0];
-      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4)), xl);
-      acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)), xh);
+      for (int r = 0; r < R; ++r) {
+        const std::uint8_t* at = w.panel(p + r / 4) + e * k_cb_step_bytes + (r % 4) * 64 + 32 * h;
+        const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(at));
+        const __m256i tb = table[PerRow ? r : 0];
+        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_shuffle_epi8(tb, _mm256_and_si256(v, m4)), xl);
+        acc[r] = _mm256_dpbusd_avx_epi32(acc[r], _mm256_shuffle_epi8(tb, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4)), xh);
+      }
     }
   }
+  std::int32_t sums[R];
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const std::int32_t sum = x86::hsum(acc[r]);
-    y[n + r] = cb_finish(x, w, n + r, Affine ? sum : cb_unbias(sum, qsum), qsum);
-  }
+  for (int r = 0; r < R; ++r) sums[r] = x86::hsum(acc[r]);
+  cb_write<R, Affine>(x, w, qsum, p, sums, y);
 }
 
-// ---- avx512_vnni: one zmm load takes two 64-weight chunks of a row (128 weights). Its low
-// nibbles are depth k..k+31 and k+64..k+95, its high nibbles k+32..k+63 and k+96..k+127, so
-// the activations are re-paired to match once per R rows (two vpermt2q). vpshufb looks
-// the 16 integer centroids up in each 128-bit lane (the table copied to all four) and
-// vpdpbusd multiplies and accumulates, (u, q) or (c_q + 128, q) as on AVX-VNNI: 6 vector
-// ops per row and 128 weights, against 22 on AVX2. A last odd chunk runs with the upper
-// halves zero (index 0 looks up a centroid, times activation 0). 8 rows per
-// pass for both kinds: 8 tables + 8 accumulators + 2 activation registers fit in 32 zmm.
+// ---- avx512_vnni: one zmm load is a row's 64 bytes of a step, two 64-weight chunks (128
+// weights). Its low nibbles are depth k..k+31 and k+64..k+95, its high nibbles k+32..k+63
+// and k+96..k+127, so the activations are re-paired to match once per step (two vpermt2q).
+// vpshufb looks the 16 integer centroids up in each 128-bit lane (the table copied to all
+// four) and vpdpbusd multiplies and accumulates, (u, q) or (c_q + 128, q) as on AVX-VNNI: 6
+// vector ops per row and 128 weights, against 20–22 on AVX2. Two panels (8 rows) per pass
+// for both kinds: 8 tables + 8 accumulators + 2 activation registers fit in 32 zmm.
 // Tested through SIMDe only (this machine has no AVX-512).
 /// One row's 128 weights: both nibble halves of `v` looked up in `table` and multiplied
 /// into `acc` with their activations.
@@ -862,71 +967,60 @@ SHRINK_TARGET_AVX512_VNNI inline __m512i cb_avx512_lookup_dot(__m512i acc, __m51
   return _mm512_dpbusd_epi32(acc, _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4)), xh);
 }
 
-template <int R, bool PerRow, bool Affine>
+template <int P, bool PerRow, bool Affine>
 SHRINK_TARGET_AVX512_VNNI inline void cb_avx512_vnni_rows(const q8_activations& x, const packed_codebook_q8_weights& w,
-                                                          std::int32_t qsum, index_t n, float* y) {
-  constexpr int T = PerRow ? R : 1;
+                                                          std::int32_t qsum, index_t p, float* y) {
+  constexpr int R = P * static_cast<int>(k_cb_panel_rows), T = PerRow ? R : 1;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   const __m512i bias = _mm512_set1_epi8(Affine ? 0 : static_cast<char>(0x80));
-  const index_t stride = w.depth_padded / 2;
-  const std::uint8_t* row0 = w.indices.data() + n * stride;
+  const index_t n = p * k_cb_panel_rows;
   __m512i table[T], acc[R];
-  // Broadcasts, re-pairing and the odd-chunk tail go through memory or vpermt2q: GCC 12's
-  // vbroadcasti32x4 / vshufi64x2 intrinsics trip -Wuninitialized inside its own headers,
-  // and SIMDe (the emulated test build) has no masked loads.
+  // The table broadcast goes through memory: GCC 12's vbroadcasti32x4 intrinsic trips
+  // -Wuninitialized inside its own header.
   alignas(64) std::int8_t lanes4[64];
 #pragma GCC unroll 8
   for (int t = 0; t < T; ++t) {
-    for (int l = 0; l < 4; ++l) std::memcpy(lanes4 + 16 * l, w.codebook(n + t), 16);
+    for (int l = 0; l < 4; ++l) std::memcpy(lanes4 + 16 * l, cb_book(w, n + t), 16);
     table[t] = _mm512_xor_si512(_mm512_load_si512(lanes4), bias);
   }
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_si512();
   const __m512i pair_lo = _mm512_set_epi64(11, 10, 9, 8, 3, 2, 1, 0);    // 256-bit halves 0 of a, b
   const __m512i pair_hi = _mm512_set_epi64(15, 14, 13, 12, 7, 6, 5, 4);  // 256-bit halves 1 of a, b
-  const index_t full = w.depth_padded / 128 * 128;
-  for (index_t k = 0; k < full; k += 128) {
-    const __m512i a = _mm512_loadu_si512(x.q.data() + k), b = _mm512_loadu_si512(x.q.data() + k + 64);
+  const index_t steps = w.depth_padded / k_cb_step;
+  for (index_t e = 0; e < steps; ++e) {
+    const std::int8_t* xk = x.q.data() + e * k_cb_step;
+    const __m512i a = _mm512_load_si512(xk), b = _mm512_load_si512(xk + 64);
     const __m512i xl = _mm512_permutex2var_epi64(a, pair_lo, b), xh = _mm512_permutex2var_epi64(a, pair_hi, b);
-    const std::uint8_t* rk = row0 + k / 2;
+#pragma GCC unroll 2
+    for (int i = 0; i < P; ++i) panel_prefetch<4>(w.panel(p + i) + e * k_cb_step_bytes);
 #pragma GCC unroll 8
     for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(rk + (R + r) * stride), _MM_HINT_T1);
-      acc[r] = cb_avx512_lookup_dot(acc[r], table[PerRow ? r : 0], _mm512_loadu_si512(rk + r * stride), xl, xh, m4);
+      const std::uint8_t* at = w.panel(p + r / 4) + e * k_cb_step_bytes + (r % 4) * 64;
+      acc[r] = cb_avx512_lookup_dot(acc[r], table[PerRow ? r : 0], _mm512_load_si512(at), xl, xh, m4);
     }
   }
-  if (full < w.depth_padded) {  // one 64-weight chunk left: upper halves zero
-    alignas(64) std::uint8_t tail[64] = {};
-    std::memcpy(tail, x.q.data() + full, 32);
-    const __m512i xl = _mm512_load_si512(tail);
-    std::memcpy(tail, x.q.data() + full + 32, 32);
-    const __m512i xh = _mm512_load_si512(tail);
+  std::int32_t sums[R];
 #pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      std::memcpy(tail, row0 + r * stride + full / 2, 32);
-      acc[r] = cb_avx512_lookup_dot(acc[r], table[PerRow ? r : 0], _mm512_load_si512(tail), xl, xh, m4);
-    }
-  }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r) {
-    const std::int32_t sum = x86::hsum(acc[r]);
-    y[n + r] = cb_finish(x, w, n + r, Affine ? sum : cb_unbias(sum, qsum), qsum);
-  }
+  for (int r = 0; r < R; ++r) sums[r] = x86::hsum(acc[r]);
+  cb_write<R, Affine>(x, w, qsum, p, sums, y);
 }
 
-/// Runs Kernel::run<R, PerRow, Affine> (a rows kernel) over [n0, n1): TensorRows rows per
-/// pass for a per-tensor codebook, RowRows for per-row codebooks, then single rows.
-template <class Kernel, int TensorRows, int RowRows>
-inline void cb_passes(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n0,
-                      index_t n1, float* y) {
+/// Runs Kernel::run<P, PerRow, Affine> (a kernel over P panels) over panels [p0, p1):
+/// TensorPanels per pass for a per-tensor codebook, RowPanels for per-row codebooks, then
+/// single panels.
+template <class Kernel, int TensorPanels, int RowPanels>
+inline void cb_passes(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p0,
+                      index_t p1, float* y) {
   const auto passes = [&]<bool Affine>() {
-    index_t n = n0;
+    index_t p = p0;
     if (w.per_row) {
-      for (; n + RowRows <= n1; n += RowRows) Kernel::template run<RowRows, true, Affine>(x, w, qsum, n, y);
+      for (; p + RowPanels <= p1; p += RowPanels) Kernel::template run<RowPanels, true, Affine>(x, w, qsum, p, y);
+      for (; p < p1; ++p) Kernel::template run<1, true, Affine>(x, w, qsum, p, y);
     } else {
-      for (; n + TensorRows <= n1; n += TensorRows) Kernel::template run<TensorRows, false, Affine>(x, w, qsum, n, y);
+      for (; p + TensorPanels <= p1; p += TensorPanels) Kernel::template run<TensorPanels, false, Affine>(x, w, qsum, p, y);
+      for (; p < p1; ++p) Kernel::template run<1, false, Affine>(x, w, qsum, p, y);
     }
-    for (; n < n1; ++n) Kernel::template run<1, true, Affine>(x, w, qsum, n, y);
   };
   if (w.code == centroid_code::affine7)
     passes.template operator()<true>();
@@ -935,40 +1029,18 @@ inline void cb_passes(const q8_activations& x, const packed_codebook_q8_weights&
 }
 
 struct cb_avx_vnni_kernel {
-  template <int R, bool PerRow, bool Affine>
-  static void run(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n, float* y) {
-    cb_avx_vnni_rows<R, PerRow, Affine>(x, w, qsum, n, y);
+  template <int P, bool PerRow, bool Affine>
+  static void run(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p, float* y) {
+    cb_avx_vnni_rows<P, PerRow, Affine>(x, w, qsum, p, y);
   }
 };
 
 struct cb_avx512_vnni_kernel {
-  template <int R, bool PerRow, bool Affine>
-  static void run(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n, float* y) {
-    cb_avx512_vnni_rows<R, PerRow, Affine>(x, w, qsum, n, y);
+  template <int P, bool PerRow, bool Affine>
+  static void run(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p, float* y) {
+    cb_avx512_vnni_rows<P, PerRow, Affine>(x, w, qsum, p, y);
   }
 };
-
-// AVX2 keeps its own dispatcher with the target attribute, so the rows kernels inline into
-// it: routed through cb_passes they ran 5–7 % slower.
-template <bool Affine>
-SHRINK_TARGET_AVX2 inline void cb_avx2_code(const q8_activations& x, const packed_codebook_q8_weights& w,
-                                            std::int32_t qsum, index_t n0, index_t n1, float* y) {
-  index_t n = n0;
-  if (w.per_row) {
-    for (; n + 4 <= n1; n += 4) cb_avx2_rows<4, true, Affine>(x, w, qsum, n, y);
-  } else {
-    for (; n + 4 <= n1; n += 4) cb_avx2_rows<4, false, Affine>(x, w, qsum, n, y);
-  }
-  for (; n < n1; ++n) cb_avx2_rows<1, true, Affine>(x, w, qsum, n, y);
-}
-
-inline void cb_avx2(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t n0,
-                    index_t n1, float* y) {
-  if (w.code == centroid_code::affine7)
-    cb_avx2_code<true>(x, w, qsum, n0, n1, y);
-  else
-    cb_avx2_code<false>(x, w, qsum, n0, n1, y);
-}
 #endif
 
 inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 5 : 2> k_cb{{
@@ -976,8 +1048,8 @@ inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 5 : 2> k_c
     {isa::generic, 0, cb_generic},
 #if SHRINK_HAS_X86_PATHS
     {isa::avx2, 0, cb_avx2},
-    {isa::avx_vnni, 0, cb_passes<cb_avx_vnni_kernel, 8, 4>},
-    {isa::avx512_vnni, 0, cb_passes<cb_avx512_vnni_kernel, 8, 8>},
+    {isa::avx_vnni, 0, cb_passes<cb_avx_vnni_kernel, 2, 1>},
+    {isa::avx512_vnni, 0, cb_passes<cb_avx512_vnni_kernel, 2, 2>},
 #endif
 }};
 
@@ -988,8 +1060,10 @@ inline const std::array<implementation<cb_fn>, SHRINK_HAS_X86_PATHS ? 5 : 2> k_c
 /// thread count.
 inline void codebook_gemv_q8(const q8_activations& x, const packed_codebook_q8_weights& w, std::span<float> y,
                              const context& ctx = {}) {
-  SHRINK_REQUIRE(w.rows > 0 && w.depth_padded % 64 == 0 &&
-                     w.indices.size() == static_cast<std::size_t>(w.rows * w.depth_padded / 2) &&
+  SHRINK_REQUIRE(w.rows > 0 && w.depth_padded % k_cb_step == 0 && w.depth_padded >= w.depth &&
+                     w.depth <= k_cb_max_depth && w.panels == (w.rows + k_cb_panel_rows - 1) / k_cb_panel_rows &&
+                     w.indices.size() ==
+                         static_cast<std::size_t>(w.panels * (w.depth_padded / k_cb_step) * k_cb_step_bytes) &&
                      w.centroids.size() == static_cast<std::size_t>((w.per_row ? w.rows : 1) * 16) &&
                      w.centroid_scales.size() == static_cast<std::size_t>(w.per_row ? w.rows : 1) &&
                      w.centroid_offsets.size() == w.centroid_scales.size() &&
@@ -1010,7 +1084,7 @@ inline void codebook_gemv_q8(const q8_activations& x, const packed_codebook_q8_w
   std::int32_t qsum = 0;
   for (const std::int32_t s : x.sums32) qsum += s;
   const auto fn = select(q8_detail::k_cb);
-  parallel_for(ctx, 0, w.rows, 16, [&](index_t n0, index_t n1) { fn(x, w, qsum, n0, n1, y.data()); });
+  parallel_for(ctx, 0, w.panels, 4, [&](index_t p0, index_t p1) { fn(x, w, qsum, p0, p1, y.data()); });
 }
 
 /// Quantizes x into `xq` (block 0) and runs codebook_gemv_q8, without allocating.

@@ -377,6 +377,72 @@ TEST_CASE("codebook_gemv_q8 is exact at the largest depth it accepts, and reject
   CHECK(testing::code_of([&] { (void)kernels::pack_codebook_q8_weights(too_deep); }) == errc::overflow);
 }
 
+TEST_CASE("codebook_gemv_q8 adds a row's products in 16 bits only where the activations leave room") {
+  // AVX2 sums the four products c·q of a lane (q[2j], q[2j+1], q[32+2j], q[33+2j] of a 64-weight
+  // chunk) in s16 where 127·Σ|q| ≤ 32767 over every such quad of the 128-deep step, i.e.
+  // Σ|q| ≤ 258. With |c| = 127 a quad of 258 sums to ±32766 and one of 259 to ±32893, which
+  // would wrap by 2^16: each step below sits on one side of that line. All the large quads of
+  // one activation vector have the same sign, so two wrongly paired steps cannot cancel.
+  // max|x| = 127, so q = x exactly.
+  const index_t k = 6 * 128 + 37, n = 11;  // 3 panels, the last one partial; a depth tail
+  std::vector<float> cents(16);
+  for (int i = 0; i < 16; ++i) cents[static_cast<std::size_t>(i)] = -1.0f + 2.0f * static_cast<float>(i) / 15.0f;
+  std::mt19937_64 rng(11);
+  std::uniform_int_distribution<int> idx(0, 15), small(-3, 3);
+  std::vector<std::uint8_t> fields(static_cast<std::size_t>(n * k));
+  for (index_t r = 0; r < n; ++r)
+    for (index_t c = 0; c < k; ++c)  // rows 0 and 5: the largest centroid, 1 and 10: the smallest
+      fields[static_cast<std::size_t>(r * k + c)] =
+          static_cast<std::uint8_t>(r == 0 || r == 5 ? 15 : r == 1 || r == 10 ? 0 : idx(rng));
+  std::vector<std::uint8_t> packed(packed_bytes(fields.size(), 4));
+  pack_bits(fields, 4, packed);
+  for (const int sign : {1, -1}) {
+    std::vector<float> x(static_cast<std::size_t>(k));
+    for (auto& v : x) v = static_cast<float>(small(rng));
+    const auto set_quad = [&](index_t step, index_t chunk, index_t j, int a, int b, int c, int d) {
+      const auto at = static_cast<std::size_t>(step * 128 + chunk * 64 + 2 * j);
+      x[at] = static_cast<float>(sign * a), x[at + 1] = static_cast<float>(sign * b);
+      x[at + 32] = static_cast<float>(sign * c), x[at + 33] = static_cast<float>(sign * d);
+    };
+    set_quad(0, 0, 0, 127, 127, 4, 0);   // 258: may pair
+    set_quad(1, 0, 0, 127, 127, 5, 0);   // 259: must not
+    set_quad(2, 1, 15, 127, 127, 3, 2);  // 259 in the last lane of the second chunk
+    set_quad(3, 1, 7, 127, 127, 0, 4);   // 258
+    for (index_t i = 4 * 128; i < 5 * 128; ++i) x[static_cast<std::size_t>(i)] = (i % 3 == 0) ? -127.0f : 127.0f;
+    const auto o = oracle_quantize(x, 0);
+    REQUIRE(o.d[0] == 1.0f);
+    std::int64_t qsum = 0;
+    for (const int q : o.q) qsum += q;
+    for (const bool per_row : {false, true}) {
+      std::vector<float> books(per_row ? static_cast<std::size_t>(n * 16) : cents.size());
+      for (std::size_t i = 0; i < books.size(); ++i) books[i] = cents[i % 16];
+      const auto cw = kernels::pack_codebook_weights(packed, 4, n, k, books);
+      for (const auto code : k_codes) {
+        INFO("sign " << sign << " code " << static_cast<int>(code) << " per_row " << per_row);
+        const auto w = kernels::pack_codebook_q8_weights(cw, code);
+        const oracle_book b = oracle_code(cents.data(), code);
+        REQUIRE(std::max(std::abs(b.code[0]), std::abs(b.code[15])) == 127);
+        std::vector<float> expect(static_cast<std::size_t>(n));
+        for (index_t r = 0; r < n; ++r) {
+          std::int64_t dot = 0;
+          for (index_t c = 0; c < k; ++c)
+            dot += std::int64_t{b.code[fields[static_cast<std::size_t>(r * k + c)]]} * o.q[static_cast<std::size_t>(c)];
+          expect[static_cast<std::size_t>(r)] =
+              std::fma(b.offset, static_cast<float>(qsum), b.scale * static_cast<float>(dot));
+        }
+        auto xq = kernels::make_q8_activations(k, 0);
+        testing::for_each_isa([&](kernels::isa) {
+          for (int threads : {1, 2}) {
+            std::vector<float> y(static_cast<std::size_t>(n), -1.0f);
+            kernels::codebook_gemv_q8(x, xq, w, y, context{threads});
+            for (std::size_t i = 0; i < y.size(); ++i) REQUIRE(y[i] == expect[i]);
+          }
+        });
+      }
+    }
+  }
+}
+
 TEST_CASE("codebook_gemv_q8 stays within the stated centroid and activation quantization bound") {
   // ŵ = lo + s·u (affine7, |ŵ − w| ≤ (max − min)/254) or s·c_q (symmetric8, |ŵ − w| ≤
   // max|c|/254), x̂ = d·q with |x̂ − x| ≤ d/2, so
