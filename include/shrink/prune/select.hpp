@@ -25,15 +25,16 @@
 //   non-negative floats integer order equals numeric order, so keys compare as uint32. The
 //   total order is (key, global index): among equal scores the lower index ranks lower and is
 //   pruned first. To prune exactly k of n:
-//   1. take a strided sample of s keys and find, with std::nth_element, a bracket [lo, hi]
-//      that contains the k-th smallest key with overwhelming probability (±4 standard
+//   1. take a strided sample of s keys and find, by radix histograms (rank_select), a bracket
+//      [lo, hi] that contains the k-th smallest key with overwhelming probability (±4 standard
 //      deviations of the sample quantile);
 //   2. one pass over the data writes mask = (key > hi), counts `below` = #(key < lo) and
-//      collects the few candidates with lo <= key <= hi (key and index);
-//   3. if below <= k <= below + #candidates, nth_element on the candidates (packed as
-//      key << 32 | index, so integer order is the tie rule's order) picks exactly k - below of them
-//      to prune; otherwise (a bracket miss, never seen in practice) the pass repeats with the
-//      whole key range as bracket, which is the exact nth_element over everything.
+//      collects the few candidates with lo <= key <= hi (key and index, in index order);
+//   3. if below <= k <= below + #candidates, rank_select finds the (k − below)-th smallest
+//      candidate key K; the candidates below K and the first of those equal to K (lowest
+//      index first, the tie rule) stay pruned; otherwise (a bracket miss, never seen in
+//      practice) the pass repeats with the whole key range as bracket, every element a
+//      candidate.
 //   The cost is one read of the weights plus one byte written per weight.
 
 namespace shrink::prune::detail {
@@ -99,8 +100,11 @@ inline classify_result classify_reference(const float* x, index_t n, std::uint32
 }
 
 #if SHRINK_HAS_X86_PATHS
-SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t n, std::uint32_t lo, std::uint32_t hi,
-                                                        std::uint8_t* out, index_t base, candidates& c) {
+/// Collect: whether [lo, hi] can hold candidates at all (lo <= hi); threshold masks skip it.
+template <bool Collect>
+SHRINK_TARGET_AVX2 inline classify_result classify_avx2_pass(const float* x, index_t n, std::uint32_t lo,
+                                                             std::uint32_t hi, std::uint8_t* out, index_t base,
+                                                             candidates& c) {
   // Keys are <= 0x7fffffff, so signed 32-bit compares order them correctly; lo and hi are
   // clamped to that range by the caller (hi = 0x7fffffff means "nothing above").
   const __m256i abs_bits = _mm256_set1_epi32(static_cast<int>(k_abs_bits));
@@ -113,7 +117,7 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t 
   // read-for-ownership of its cache lines when `out` is 32-byte aligned (masks are 64-aligned).
   const bool stream = (reinterpret_cast<std::uintptr_t>(out) & 31u) == 0;
   for (; i + 32 <= n; i += 32) {
-    if (i % k_classify_block == 0) c.ensure(static_cast<std::size_t>(k_classify_block));
+    if (Collect && i % k_classify_block == 0) c.ensure(static_cast<std::size_t>(k_classify_block) + 1);
     __m256i gt[4];
     unsigned lows = 0, highs = 0;
 #pragma GCC unroll 4
@@ -136,11 +140,26 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t 
     else
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), packed);
     r.below += std::popcount(lows);
-    unsigned cand = ~(highs | lows);
-    while (cand != 0) {
-      const int j = std::countr_zero(cand);
-      cand &= cand - 1;
-      c.put(base + i + j, key_of(x[i + j]));
+    if constexpr (Collect) {
+      // Most 32-element steps hold no candidate or one, so a loop over the candidate bits
+      // would mispredict its exit about once per candidate. One entry is written
+      // unconditionally (the capacity has room; an entry past the count is overwritten
+      // later), and only steps with two or more loop.
+      unsigned cand = ~(highs | lows);
+      const auto count = static_cast<std::size_t>(std::popcount(cand));
+      const int j0 = std::countr_zero(cand | 0x80000000u);
+      c.data[c.size] = static_cast<std::uint64_t>(key_of(x[i + j0])) << 32 | static_cast<std::uint64_t>(base + i + j0);
+      if (count > 1) {
+        c.size += 1;
+        cand &= cand - 1;
+        while (cand != 0) {
+          const int j = std::countr_zero(cand);
+          cand &= cand - 1;
+          c.put(base + i + j, key_of(x[i + j]));
+        }
+      } else {
+        c.size += count;
+      }
     }
   }
   if (stream) _mm_sfence();
@@ -149,6 +168,12 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t 
   r.below += t.below;
   r.nan |= t.nan;
   return r;
+}
+
+SHRINK_TARGET_AVX2 inline classify_result classify_avx2(const float* x, index_t n, std::uint32_t lo, std::uint32_t hi,
+                                                        std::uint8_t* out, index_t base, candidates& c) {
+  return lo <= hi ? classify_avx2_pass<true>(x, n, lo, hi, out, base, c)
+                  : classify_avx2_pass<false>(x, n, lo, hi, out, base, c);
 }
 #endif
 
@@ -197,6 +222,28 @@ inline index_t classify_all(const std::vector<segment>& segs, std::uint32_t lo, 
   return below;
 }
 
+/// The rank-th smallest (0-based) of n 32-bit keys key(0) .. key(n − 1), by two radix
+/// histogram passes (high 16 bits, then low 16 bits within the chosen bucket): O(n), and the
+/// keys are not moved. rank < n.
+template <class Key>
+std::uint32_t rank_select(index_t n, index_t rank, Key key) {
+  std::vector<std::uint32_t> hist(std::size_t{1} << 16);
+  // The bucket (of the digit `digit(i)` over keys passing `keep(i)`) holding `rank`; rank
+  // becomes the rank inside it.
+  const auto bucket_of = [&](auto keep, auto digit) {
+    std::fill(hist.begin(), hist.end(), 0u);
+    for (index_t i = 0; i < n; ++i)
+      if (keep(i)) ++hist[digit(i)];
+    std::uint32_t b = 0;
+    for (; static_cast<index_t>(hist[b]) <= rank; ++b) rank -= hist[b];
+    return b;
+  };
+  const std::uint32_t high = bucket_of([](index_t) { return true; }, [&](index_t i) { return key(i) >> 16; });
+  const std::uint32_t low =
+      bucket_of([&](index_t i) { return key(i) >> 16 == high; }, [&](index_t i) { return key(i) & 0xffffu; });
+  return high << 16 | low;
+}
+
 /// Writes 0 into the masks of the k elements ranking lowest by (|x|, global index) and 1
 /// elsewhere. Scores are |x|, so callers pass weights directly or non-negative scores.
 inline void select_prune(const std::vector<segment>& segs, index_t k, const char* who, const char* what) {
@@ -235,15 +282,9 @@ inline void select_prune(const std::vector<segment>& segs, index_t k, const char
     const double delta = 4.0 * std::sqrt(q * (1.0 - q) / static_cast<double>(ns)) + 2.0 / static_cast<double>(ns);
     const auto lo_rank = static_cast<index_t>(std::floor((q - delta) * static_cast<double>(ns)));
     const auto hi_rank = static_cast<index_t>(std::ceil((q + delta) * static_cast<double>(ns)));
-    auto first = sample.begin();
-    if (hi_rank < ns) {
-      std::nth_element(first, first + hi_rank, sample.end());
-      hi = std::min(sample[static_cast<std::size_t>(hi_rank)], k_abs_bits);
-    }
-    if (lo_rank > 0) {
-      std::nth_element(first, first + lo_rank, first + std::min(hi_rank, ns));
-      lo = std::min(sample[static_cast<std::size_t>(lo_rank)], hi);
-    }
+    const auto sample_key = [&](index_t i) { return sample[static_cast<std::size_t>(i)]; };
+    if (hi_rank < ns) hi = std::min(rank_select(ns, hi_rank, sample_key), k_abs_bits);
+    if (lo_rank > 0) lo = std::min(rank_select(ns, std::min(lo_rank, ns - 1), sample_key), hi);
     c.ensure(static_cast<std::size_t>(3.0 * delta * static_cast<double>(n)) + 64);
   }
   index_t below = classify_all(segs, lo, hi, c, who, what);
@@ -254,20 +295,22 @@ inline void select_prune(const std::vector<segment>& segs, index_t k, const char
     below = classify_all(segs, lo, hi, c, who, what);
   }
   // Candidates were written as pruned; the r lowest by (key, index) stay pruned, the rest are
-  // kept. nth_element finds the r-th packed value P; the candidates are then revisited in index
-  // order (a copy taken before the partition) so the mask writes walk memory forwards.
+  // kept. The r-th smallest candidate key K comes from rank_select; the candidates are in
+  // global index order (the pass appends them walking forwards), so among those with key K
+  // the first r − #(key < K) stay pruned, and the mask writes walk memory forwards.
   const index_t r = k - below;
   const auto ncand = static_cast<index_t>(c.size);
   if (r >= ncand) return;
-  std::uint64_t* cand = c.data.get();
-  std::vector<std::uint64_t> in_order(cand, cand + ncand);
-  std::nth_element(cand, cand + r, cand + ncand);
-  const std::uint64_t pivot = cand[r];
+  const std::uint64_t* cand = c.data.get();
+  const std::uint32_t pivot = rank_select(ncand, r, [&](index_t i) { return static_cast<std::uint32_t>(cand[i] >> 32); });
+  index_t ties_pruned = r;  // minus the candidates below the pivot key
+  for (index_t i = 0; i < ncand; ++i) ties_pruned -= static_cast<std::uint32_t>(cand[i] >> 32) < pivot;
   std::size_t si = 0;
   index_t seg_end = segs[0].size, seg_start = 0;
-  for (const std::uint64_t v : in_order) {
-    if (v < pivot) continue;
-    const auto g = static_cast<index_t>(v & 0xffffffffu);
+  for (index_t i = 0; i < ncand; ++i) {
+    const auto key = static_cast<std::uint32_t>(cand[i] >> 32);
+    if (key < pivot || (key == pivot && ties_pruned-- > 0)) continue;  // stays pruned
+    const auto g = static_cast<index_t>(cand[i] & 0xffffffffu);
     while (g >= seg_end) {
       seg_start = seg_end;
       seg_end += segs[++si].size;
