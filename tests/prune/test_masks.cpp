@@ -101,6 +101,46 @@ TEST_CASE("magnitude: large tensors match a full-sort oracle exactly on every pa
   });
 }
 
+TEST_CASE("magnitude: millions of weights with wide ties select by radix histograms and match the oracle") {
+  // 2^20 + 5 weights in steps of 1/8: a tie class near the cut holds ~5 % of them, so the
+  // bracket's candidates exceed 2^15 and the cut key comes from the radix histogram passes
+  // (the sample, 65,536 keys, goes through them too), not nth_element.
+  const std::size_t n = (std::size_t{1} << 20) + 5;
+  std::vector<float> w = shrink::testing::normal_floats(n, 77);
+  for (float& x : w) x = std::round(x * 8.0f) / 8.0f;
+  for (double s : {0.5, 0.9}) {
+    const index_t k = p::prune_count(s, static_cast<index_t>(n));
+    const auto expect = oracle_prune(w, k);
+    shrink::testing::for_each_isa([&](shrink::kernels::isa) {
+      INFO("sparsity " << s);
+      const p::mask m = p::magnitude(v1(w), p::by_sparsity(s));
+      CHECK(m.pruned() == k);
+      const auto got = bytes(m);
+      const auto first_diff = std::mismatch(got.begin(), got.end(), expect.begin()).first - got.begin();
+      CHECK(first_diff == static_cast<std::ptrdiff_t>(n));  // n: no element differs
+    });
+  }
+}
+
+TEST_CASE("rank_select: radix and nth_element paths pick the rank-th smallest key") {
+  for (const std::size_t n : {std::size_t{1000}, std::size_t{1} << 15, (std::size_t{1} << 17) + 3}) {
+    std::vector<std::uint32_t> keys(n);
+    std::uint32_t state = 12345;
+    for (std::size_t i = 0; i < n; ++i) {
+      state = state * 1664525u + 1013904223u;
+      // Few distinct high halves and many repeats, so buckets and ties are both exercised.
+      keys[i] = (i % 3 == 0) ? 0x3c000000u + (state >> 28) : (0x3c000000u | (state >> 20 & 0x3ffffu));
+    }
+    std::vector<std::uint32_t> sorted(keys);
+    std::sort(sorted.begin(), sorted.end());
+    for (const std::size_t rank : {std::size_t{0}, n / 3, n / 2, n - 1}) {
+      INFO("n " << n << " rank " << rank);
+      CHECK(p::detail::rank_select(static_cast<index_t>(n), static_cast<index_t>(rank),
+                                   [&](index_t i) { return keys[static_cast<std::size_t>(i)]; }) == sorted[rank]);
+    }
+  }
+}
+
 TEST_CASE("magnitude: the into-mask overload reuses or reshapes the caller's mask") {
   const std::vector<float> w{0.5f, -3.0f, 0.1f, 2.0f, -0.2f, 1.0f};
   p::mask m;

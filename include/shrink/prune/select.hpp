@@ -222,11 +222,18 @@ inline index_t classify_all(const std::vector<segment>& segs, std::uint32_t lo, 
   return below;
 }
 
-/// The rank-th smallest (0-based) of n 32-bit keys key(0) .. key(n − 1), by two radix
-/// histogram passes (high 16 bits, then low 16 bits within the chosen bucket): O(n), and the
-/// keys are not moved. rank < n.
+/// The rank-th smallest (0-based) of n 32-bit keys key(0) .. key(n − 1); rank < n. Large n:
+/// two radix histogram passes (high 16 bits, then low 16 bits within the chosen bucket),
+/// O(n) and the keys are not moved. Below 2^15 keys the two 2^16-bucket scans would cost more
+/// than nth_element on a copy, which is used instead.
 template <class Key>
 std::uint32_t rank_select(index_t n, index_t rank, Key key) {
+  if (n < (index_t{1} << 15)) {
+    std::vector<std::uint32_t> keys(static_cast<std::size_t>(n));
+    for (index_t i = 0; i < n; ++i) keys[static_cast<std::size_t>(i)] = key(i);
+    std::nth_element(keys.begin(), keys.begin() + rank, keys.end());
+    return keys[static_cast<std::size_t>(rank)];
+  }
   std::vector<std::uint32_t> hist(std::size_t{1} << 16);
   // The bucket (of the digit `digit(i)` over keys passing `keep(i)`) holding `rank`; rank
   // becomes the rank inside it.
