@@ -765,6 +765,22 @@ inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights
   }
 }
 
+/// symmetric8 on the vpdpbusd paths looks up c_q + 128 (u8, the table XOR 0x80), so a row
+/// sums Σ(c_q + 128)·q = dot + 128·Σq. vpdpbusd and the reductions wrap mod 2^32, and the
+/// true dot fits in int32 (K·127² < 2^31), so subtracting 128·Σq mod 2^32 gives it exactly.
+inline std::int32_t cb_unbias(std::int32_t biased, std::int32_t qsum) noexcept {
+  return static_cast<std::int32_t>(static_cast<std::uint32_t>(biased) - 128u * static_cast<std::uint32_t>(qsum));
+}
+
+/// Writes the real rows of a pass of R rows from panel p, given each row's summed
+/// accumulator; Biased: the sums are the vpdpbusd paths' symmetric8 sums (cb_unbias).
+template <int R, bool Biased>
+inline void cb_write(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p,
+                     const std::int32_t* sums, float* y) {
+  const index_t n = p * k_cb_panel_rows, valid = std::min<index_t>(R, w.rows - n);
+  for (index_t r = 0; r < valid; ++r) y[n + r] = cb_finish(x, w, n + r, Biased ? cb_unbias(sums[r], qsum) : sums[r], qsum);
+}
+
 #if SHRINK_HAS_X86_PATHS
 // ---- avx2: one panel (4 rows) per pass, one sequential stream prefetched 4 KiB ahead into
 // L1 and 32 KiB into L2 (panel_prefetch). Per row and 64 weights one load, vpand +
@@ -774,7 +790,7 @@ inline void cb_generic(const q8_activations& x, const packed_codebook_q8_weights
 // A pair of products reaches 2·127² = 32258, so the two vpmaddubsw results of a row (lanes
 // summing q[2j], q[2j+1] and q[32+2j], q[33+2j]) can share one s16 sum only where the
 // activations allow it: 127·Σ|q| ≤ 32767 over each such quad. The kernel checks that once
-// per call for every 128-deep step (cb_avx2_pairable) and runs those steps with vpaddw +
+// per call (per thread) for every 128-deep step (cb_avx2_pairable) and runs those steps with vpaddw +
 // one vpmaddwd(·, 1) + vpaddd (10 ops per row and 64 weights, symmetric8 12), the others
 // with two vpmaddwd and two vpaddd (11, 13). Both are exact. Per-tensor activations put the
 // largest |q| at 127 and the rest well below it, so for most activation vectors every
@@ -871,8 +887,7 @@ SHRINK_TARGET_AVX2 inline void cb_avx2_panel(const q8_activations& x, const pack
       cb_avx2_step<false, PerRow, Affine>(a0, a1, a2, a3, table, s, xk);
   }
   const std::int32_t sums[4] = {x86::hsum(a0), x86::hsum(a1), x86::hsum(a2), x86::hsum(a3)};
-  const index_t valid = std::min(k_cb_panel_rows, w.rows - n);
-  for (index_t r = 0; r < valid; ++r) y[n + r] = cb_finish(x, w, n + r, sums[r], qsum);
+  cb_write<4, false>(x, w, qsum, p, sums, y);
 }
 
 template <bool PerRow, bool Affine>
@@ -890,21 +905,6 @@ inline void cb_avx2(const q8_activations& x, const packed_codebook_q8_weights& w
     affine ? cb_avx2_panels<true, true>(x, w, qsum, p0, p1, y) : cb_avx2_panels<true, false>(x, w, qsum, p0, p1, y);
   else
     affine ? cb_avx2_panels<false, true>(x, w, qsum, p0, p1, y) : cb_avx2_panels<false, false>(x, w, qsum, p0, p1, y);
-}
-
-/// symmetric8 on the vpdpbusd paths looks up c_q + 128 (u8, the table XOR 0x80), so a row
-/// sums Σ(c_q + 128)·q = dot + 128·Σq. vpdpbusd and the reductions wrap mod 2^32, and the
-/// true dot fits in int32 (K·127² < 2^31), so subtracting 128·Σq mod 2^32 gives it exactly.
-inline std::int32_t cb_unbias(std::int32_t biased, std::int32_t qsum) noexcept {
-  return static_cast<std::int32_t>(static_cast<std::uint32_t>(biased) - 128u * static_cast<std::uint32_t>(qsum));
-}
-
-/// Writes the real rows of a pass from panel p, given each row's summed accumulator.
-template <int R, bool Affine>
-inline void cb_write(const q8_activations& x, const packed_codebook_q8_weights& w, std::int32_t qsum, index_t p,
-                     const std::int32_t* sums, float* y) {
-  const index_t n = p * k_cb_panel_rows, valid = std::min<index_t>(R, w.rows - n);
-  for (index_t r = 0; r < valid; ++r) y[n + r] = cb_finish(x, w, n + r, Affine ? sums[r] : cb_unbias(sums[r], qsum), qsum);
 }
 
 // ---- avx_vnni: as cb_avx2_panel, with vpdpbusd (u8 × s8, four products per int32 lane,
@@ -948,7 +948,7 @@ SHRINK_TARGET_AVX_VNNI inline void cb_avx_vnni_rows(const q8_activations& x, con
   std::int32_t sums[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) sums[r] = x86::hsum(acc[r]);
-  cb_write<R, Affine>(x, w, qsum, p, sums, y);
+  cb_write<R, !Affine>(x, w, qsum, p, sums, y);
 }
 
 // ---- avx512_vnni: one zmm load is a row's 64 bytes of a step, two 64-weight chunks (128
@@ -1003,7 +1003,7 @@ SHRINK_TARGET_AVX512_VNNI inline void cb_avx512_vnni_rows(const q8_activations& 
   std::int32_t sums[R];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r) sums[r] = x86::hsum(acc[r]);
-  cb_write<R, Affine>(x, w, qsum, p, sums, y);
+  cb_write<R, !Affine>(x, w, qsum, p, sums, y);
 }
 
 /// Runs Kernel::run<P, PerRow, Affine> (a kernel over P panels) over panels [p0, p1):

@@ -67,9 +67,12 @@ struct candidates {
     data = std::move(bigger);
     capacity = cap;
   }
-  void put(index_t i, std::uint32_t key) noexcept {
-    data[size++] = static_cast<std::uint64_t>(key) << 32 | static_cast<std::uint64_t>(i);
+  static std::uint64_t packed(index_t i, std::uint32_t key) noexcept {
+    return static_cast<std::uint64_t>(key) << 32 | static_cast<std::uint64_t>(i);
   }
+  static std::uint32_t key_of_packed(std::uint64_t v) noexcept { return static_cast<std::uint32_t>(v >> 32); }
+  static index_t index_of_packed(std::uint64_t v) noexcept { return static_cast<index_t>(v & 0xffffffffu); }
+  void put(index_t i, std::uint32_t key) noexcept { data[size++] = packed(i, key); }
 };
 
 /// Elements a classify call handles between capacity checks.
@@ -148,7 +151,7 @@ SHRINK_TARGET_AVX2 inline classify_result classify_avx2_pass(const float* x, ind
       unsigned cand = ~(highs | lows);
       const auto count = static_cast<std::size_t>(std::popcount(cand));
       const int j0 = std::countr_zero(cand | 0x80000000u);
-      c.data[c.size] = static_cast<std::uint64_t>(key_of(x[i + j0])) << 32 | static_cast<std::uint64_t>(base + i + j0);
+      c.data[c.size] = candidates::packed(base + i + j0, key_of(x[i + j0]));
       if (count > 1) {
         c.size += 1;
         cand &= cand - 1;
@@ -309,15 +312,15 @@ inline void select_prune(const std::vector<segment>& segs, index_t k, const char
   const auto ncand = static_cast<index_t>(c.size);
   if (r >= ncand) return;
   const std::uint64_t* cand = c.data.get();
-  const std::uint32_t pivot = rank_select(ncand, r, [&](index_t i) { return static_cast<std::uint32_t>(cand[i] >> 32); });
+  const std::uint32_t pivot = rank_select(ncand, r, [&](index_t i) { return candidates::key_of_packed(cand[i]); });
   index_t ties_pruned = r;  // minus the candidates below the pivot key
-  for (index_t i = 0; i < ncand; ++i) ties_pruned -= static_cast<std::uint32_t>(cand[i] >> 32) < pivot;
+  for (index_t i = 0; i < ncand; ++i) ties_pruned -= candidates::key_of_packed(cand[i]) < pivot;
   std::size_t si = 0;
   index_t seg_end = segs[0].size, seg_start = 0;
   for (index_t i = 0; i < ncand; ++i) {
-    const auto key = static_cast<std::uint32_t>(cand[i] >> 32);
+    const std::uint32_t key = candidates::key_of_packed(cand[i]);
     if (key < pivot || (key == pivot && ties_pruned-- > 0)) continue;  // stays pruned
-    const auto g = static_cast<index_t>(cand[i] & 0xffffffffu);
+    const index_t g = candidates::index_of_packed(cand[i]);
     while (g >= seg_end) {
       seg_start = seg_end;
       seg_end += segs[++si].size;
